@@ -1,0 +1,105 @@
+//! The [`ChainBackend`] trait: everything the sync engine and the server need
+//! from a chain. The project's LMDB [`crate::store::Store`] implements it; an
+//! embedder can implement it over its own chain database.
+
+use super::error::VerifyError;
+use super::spec::ChainSpec;
+use super::types::{Block, BlockWithSig, CommitSig, Committee, Header};
+use crate::crypto::B256;
+use crate::sync::StageId;
+
+/// The chain head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadInfo {
+    /// Height of the head block.
+    pub number: u64,
+    /// Hash of the head block.
+    pub hash: B256,
+    /// Epoch of the head block.
+    pub epoch: u64,
+}
+
+/// A batch of verified blocks to insert atomically, with the stage progress
+/// it completes. Blocks must be contiguous and extend the current head.
+#[derive(Clone, Debug, Default)]
+pub struct InsertBatch {
+    /// Blocks in ascending order, each with its commit signature.
+    pub blocks: Vec<BlockWithSig>,
+    /// Stage checkpoints written in the same transaction.
+    pub progress: Vec<(StageId, u64)>,
+}
+
+/// Errors of a chain backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The storage layer failed (a local fault: blame no peer).
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The batch does not extend the head.
+    #[error("batch starts at block {got}, head is {head}")]
+    NotContiguous {
+        /// The head number.
+        head: u64,
+        /// The first block number of the batch.
+        got: u64,
+    },
+    /// A block of the batch is invalid (executing it failed, or its state
+    /// root differs): nothing of the batch was written.
+    #[error("invalid block: {0}")]
+    Invalid(#[from] VerifyError),
+}
+
+/// What the sync engine and the server need from a chain.
+///
+/// Implementations must be safe to read from many threads while one thread
+/// inserts; readers see either the whole of an inserted batch or none of it.
+pub trait ChainBackend: Send + Sync {
+    /// The identity of the chain (network, shard, epoch length, genesis).
+    fn chain_spec(&self) -> &ChainSpec;
+    /// The current head.
+    fn head(&self) -> Result<HeadInfo, BackendError>;
+    /// Hash of canonical block `number`.
+    fn hash_by_number(&self, number: u64) -> Result<Option<B256>, BackendError>;
+    /// Number of the canonical block with `hash`.
+    fn number_by_hash(&self, hash: &B256) -> Result<Option<u64>, BackendError>;
+    /// Header of canonical block `number`.
+    fn header_by_number(&self, number: u64) -> Result<Option<Header>, BackendError>;
+    /// Block `number` (header and body).
+    fn block_by_number(&self, number: u64) -> Result<Option<Block>, BackendError>;
+    /// Commit signature of block `number`.
+    fn commit_sig(&self, number: u64) -> Result<Option<CommitSig>, BackendError>;
+    /// Committee of `epoch`.
+    fn committee(&self, epoch: u64) -> Result<Option<Committee>, BackendError>;
+    /// Checkpoint of `stage` (0 when never written).
+    fn stage_progress(&self, stage: StageId) -> Result<u64, BackendError>;
+    /// Executes and inserts a verified batch atomically with its stage
+    /// progress; returns the new head.
+    fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError>;
+
+    /// Header of the block with `hash`.
+    fn header_by_hash(&self, hash: &B256) -> Result<Option<Header>, BackendError> {
+        match self.number_by_hash(hash)? {
+            Some(n) => self.header_by_number(n),
+            None => Ok(None),
+        }
+    }
+
+    /// Block with `hash`.
+    fn block_by_hash(&self, hash: &B256) -> Result<Option<Block>, BackendError> {
+        match self.number_by_hash(hash)? {
+            Some(n) => self.block_by_number(n),
+            None => Ok(None),
+        }
+    }
+
+    /// Block `number` with its commit signature, as served to peers.
+    fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError> {
+        let Some(block) = self.block_by_number(number)? else {
+            return Ok(None);
+        };
+        let Some(commit_sig) = self.commit_sig(number)? else {
+            return Ok(None);
+        };
+        Ok(Some(BlockWithSig { block, commit_sig }))
+    }
+}

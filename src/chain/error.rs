@@ -1,0 +1,128 @@
+//! Errors of the chain layer: decoding and verification. Every verification
+//! error is proof that the data is invalid, so whoever sent it is to blame.
+
+use crate::crypto::BlsError;
+
+/// A chain object could not be decoded from bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The RLP is malformed (truncated, non-canonical, trailing bytes, ...).
+    #[error("malformed {what}: {source}")]
+    Rlp {
+        /// What was being decoded ("header", "body", "block", ...).
+        what: &'static str,
+        /// The RLP decoder's reason.
+        source: alloy_rlp::Error,
+    },
+    /// The object decodes but breaks a hard limit of [`super::limits`].
+    #[error("{what} has {got} {unit}, limit is {limit}")]
+    TooLarge {
+        /// What was being decoded.
+        what: &'static str,
+        /// What was counted ("bytes", "transfers", "members").
+        unit: &'static str,
+        /// The count found.
+        got: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Why a block (or a chain of blocks) failed verification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The block's hash is not the one expected (from its child or the
+    /// downloaded hash chain).
+    #[error("block {number}: hash {got} does not match expected {expected}")]
+    HashMismatch {
+        /// Block number.
+        number: u64,
+        /// Hex of the hash found.
+        got: String,
+        /// Hex of the hash expected.
+        expected: String,
+    },
+    /// The header does not link to its parent.
+    #[error("block {number}: {reason}")]
+    BadLink {
+        /// Block number.
+        number: u64,
+        /// Which link rule failed.
+        reason: String,
+    },
+    /// The body does not match the header's tx root.
+    #[error("block {number}: tx root mismatch")]
+    TxRootMismatch {
+        /// Block number.
+        number: u64,
+    },
+    /// Committee hand-over rules broken (missing/extra committee, wrong hash).
+    #[error("block {number}: committee hand-over: {reason}")]
+    BadHandOver {
+        /// Block number.
+        number: u64,
+        /// Which rule failed.
+        reason: String,
+    },
+    /// Signer bitmap has the wrong length, stray padding bits, or too few signers.
+    #[error("block {number}: quorum: {reason}")]
+    BadQuorum {
+        /// Block number.
+        number: u64,
+        /// Which rule failed.
+        reason: String,
+    },
+    /// A BLS key or signature does not decode.
+    #[error("block {number}: {source}")]
+    BadBls {
+        /// Block number.
+        number: u64,
+        /// The decoding error.
+        source: BlsError,
+    },
+    /// The commit signature does not verify.
+    #[error("block {number}: commit signature does not verify")]
+    BadSignature {
+        /// Block number.
+        number: u64,
+    },
+    /// The committee needed to verify this block is not known.
+    #[error("block {number}: committee of epoch {epoch} unknown")]
+    UnknownCommittee {
+        /// Block number.
+        number: u64,
+        /// The epoch whose committee is missing.
+        epoch: u64,
+    },
+    /// Executing the block failed (bad nonce, balance) or its state root differs.
+    #[error("block {number}: execution: {reason}")]
+    Execution {
+        /// Block number.
+        number: u64,
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl VerifyError {
+    /// Number of the block the error is about.
+    pub fn block_number(&self) -> u64 {
+        match self {
+            VerifyError::HashMismatch { number, .. }
+            | VerifyError::BadLink { number, .. }
+            | VerifyError::TxRootMismatch { number }
+            | VerifyError::BadHandOver { number, .. }
+            | VerifyError::BadQuorum { number, .. }
+            | VerifyError::BadBls { number, .. }
+            | VerifyError::BadSignature { number }
+            | VerifyError::UnknownCommittee { number, .. }
+            | VerifyError::Execution { number, .. } => *number,
+        }
+    }
+
+    /// Whether the error proves the data invalid (blame the sender). Only an
+    /// unknown committee is not proof: the node may simply lack the epoch.
+    pub fn is_proof_of_invalid_data(&self) -> bool {
+        !matches!(self, VerifyError::UnknownCommittee { .. })
+    }
+}

@@ -1,0 +1,345 @@
+//! Block verification: parent links, tx roots, committee hand-over, quorum and
+//! commit signatures (batched and parallel on rayon).
+//!
+//! Every check returns a [`VerifyError`] naming the block and the rule, so the
+//! caller can blame exactly the peer that sent that block.
+
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::error::VerifyError;
+use super::spec::ChainSpec;
+use super::types::{Block, BlockWithSig, CommitSig, Committee, Header};
+use crate::crypto::hash::{to_hex, ZERO_HASH};
+use crate::crypto::{verify_batch, BlsPublicKey, BlsSignature, SigJob, B256};
+
+/// The validated public keys of one epoch's committee. Build it once per
+/// epoch (decoding and subgroup-checking keys is the expensive part) and
+/// share it with `Arc`.
+#[derive(Clone, Debug)]
+pub struct CommitteeKeys {
+    /// The epoch these keys sign for.
+    pub epoch: u64,
+    keys: Vec<BlsPublicKey>,
+    all: Option<BlsPublicKey>,
+}
+
+impl CommitteeKeys {
+    /// Decodes and validates every key of `committee`. `number` is the block
+    /// that named the committee (for the error).
+    pub fn new(epoch: u64, committee: &Committee, number: u64) -> Result<Self, VerifyError> {
+        let keys = committee
+            .keys
+            .par_iter()
+            .map(|k| BlsPublicKey::from_bytes(k))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| VerifyError::BadBls { number, source })?;
+        let all = BlsPublicKey::aggregate(&keys).ok();
+        Ok(Self { epoch, keys, all })
+    }
+
+    /// Members in the committee.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the committee is empty.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The aggregate key of the signers marked in `bitmap` (after
+    /// [`check_quorum`]). A full bitmap reuses the cached aggregate.
+    pub fn signers_key(&self, number: u64, bitmap: &[u8]) -> Result<BlsPublicKey, VerifyError> {
+        check_quorum(number, bitmap, self.keys.len())?;
+        let signers = self
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bitmap[i / 8] & (1 << (i % 8)) != 0);
+        if signers.clone().count() == self.keys.len() {
+            if let Some(all) = &self.all {
+                return Ok(all.clone());
+            }
+        }
+        BlsPublicKey::aggregate(signers.map(|(_, k)| k))
+            .map_err(|source| VerifyError::BadBls { number, source })
+    }
+}
+
+/// Checks a signer bitmap against a committee of `size`: exactly
+/// ceil(size/8) bytes, no bits set past `size`, and at least 2/3 of the
+/// members signing (3 × signers ≥ 2 × size). Returns the signer count.
+pub fn check_quorum(number: u64, bitmap: &[u8], size: usize) -> Result<usize, VerifyError> {
+    let bad = |reason: String| VerifyError::BadQuorum { number, reason };
+    if size == 0 {
+        return Err(bad("empty committee".into()));
+    }
+    let want = size.div_ceil(8);
+    if bitmap.len() != want {
+        return Err(bad(format!(
+            "bitmap is {} bytes, committee of {size} needs {want}",
+            bitmap.len()
+        )));
+    }
+    let spare = want * 8 - size;
+    if spare > 0 && bitmap[want - 1] >> (8 - spare) != 0 {
+        return Err(bad("bits set past the committee size".into()));
+    }
+    let signers: usize = bitmap.iter().map(|b| b.count_ones() as usize).sum();
+    if signers * 3 < size * 2 {
+        return Err(bad(format!("{signers} of {size} signed, need 2/3")));
+    }
+    Ok(signers)
+}
+
+/// Prepares the signature check of block (`number`, `hash`, `view_id`)
+/// committed by `commit` under `keys`.
+pub fn sig_job(
+    number: u64,
+    hash: &B256,
+    view_id: u64,
+    commit: &CommitSig,
+    keys: &CommitteeKeys,
+) -> Result<SigJob, VerifyError> {
+    let pk = keys.signers_key(number, &commit.bitmap)?;
+    let sig = BlsSignature::from_bytes(&commit.signature)
+        .map_err(|source| VerifyError::BadBls { number, source })?;
+    Ok(SigJob {
+        msg: CommitSig::message(hash, number, view_id).to_vec(),
+        pk,
+        sig,
+    })
+}
+
+/// Checks that `child` extends `parent` (whose hash is `parent_hash`): parent
+/// hash, number, epoch, shard, and non-decreasing timestamp.
+pub fn verify_link(
+    spec: &ChainSpec,
+    parent: &Header,
+    parent_hash: &B256,
+    child: &Header,
+) -> Result<(), VerifyError> {
+    let number = child.number;
+    let bad = |reason: String| VerifyError::BadLink { number, reason };
+    if child.parent_hash != *parent_hash {
+        return Err(bad(format!(
+            "parent hash {} is not {}",
+            to_hex(&child.parent_hash),
+            to_hex(parent_hash)
+        )));
+    }
+    if Some(child.number) != parent.number.checked_add(1) {
+        return Err(bad(format!("number follows parent {}", parent.number)));
+    }
+    if child.epoch != spec.epoch_of(child.number) {
+        return Err(bad(format!(
+            "epoch {} should be {}",
+            child.epoch,
+            spec.epoch_of(number)
+        )));
+    }
+    if child.shard_id != spec.shard_id {
+        return Err(bad(format!(
+            "shard {} should be {}",
+            child.shard_id, spec.shard_id
+        )));
+    }
+    if child.timestamp < parent.timestamp {
+        return Err(bad("timestamp before parent's".into()));
+    }
+    Ok(())
+}
+
+/// Checks a block's body against its header: tx root, and the committee
+/// hand-over (an epoch's last block names a non-empty next committee whose
+/// hash is in the header; no other block names one). Returns the next
+/// committee when the block names one.
+pub fn verify_body(spec: &ChainSpec, block: &Block) -> Result<Option<Committee>, VerifyError> {
+    let number = block.number();
+    let h = &block.header;
+    if block.body.tx_root() != h.tx_root {
+        return Err(VerifyError::TxRootMismatch { number });
+    }
+    let bad = |reason: &str| VerifyError::BadHandOver {
+        number,
+        reason: reason.to_string(),
+    };
+    let names_committee = number == 0 || spec.is_epoch_last(number);
+    if !names_committee {
+        if h.next_committee_hash != ZERO_HASH || !block.body.next_committee.is_empty() {
+            return Err(bad("committee named outside an epoch's last block"));
+        }
+        return Ok(None);
+    }
+    if block.body.next_committee.is_empty() {
+        return Err(bad("epoch's last block names no committee"));
+    }
+    let committee = block.body.committee();
+    if committee.hash() != h.next_committee_hash {
+        return Err(bad("next committee does not match its hash"));
+    }
+    Ok(Some(committee))
+}
+
+/// Which commit signatures of a segment to verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SigPolicy {
+    /// Every block's (`VerifyAllSig = true`).
+    All,
+    /// The last of every `n` blocks and the segment's last block; the hash
+    /// chain covers the rest (`VerifyHeaderBatchSize`).
+    EveryNth(usize),
+}
+
+/// Verifies a contiguous segment of blocks that extends `parent` (hash
+/// `parent_hash`): links, bodies, committee hand-overs and, per `policy`,
+/// commit signatures in parallel. `committee_of(epoch)` supplies known
+/// committees; committees named inside the segment are used for the epochs
+/// after them. The commit of an interior block is the one its child's header
+/// carries; the last block's is the one sent with it.
+///
+/// Returns every invalid block found (empty: the segment is valid).
+/// Structural errors stop at the first bad block, since later links depend on it.
+pub fn verify_segment(
+    spec: &ChainSpec,
+    parent: &Header,
+    parent_hash: &B256,
+    blocks: &[BlockWithSig],
+    policy: SigPolicy,
+    committee_of: impl Fn(u64) -> Option<Arc<CommitteeKeys>> + Sync,
+) -> Vec<VerifyError> {
+    let mut errors = Vec::new();
+    let mut new_keys: Vec<Arc<CommitteeKeys>> = Vec::new();
+    let mut prev_header = parent;
+    let mut prev_hash = *parent_hash;
+    let mut hashes = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        let h = &b.block.header;
+        if let Err(e) = verify_link(spec, prev_header, &prev_hash, h).and_then(|_| {
+            if let Some(c) = verify_body(spec, &b.block)? {
+                // Genesis names the committee of its own epoch 0.
+                let epoch = if h.number == 0 { 0 } else { h.epoch + 1 };
+                new_keys.push(Arc::new(CommitteeKeys::new(epoch, &c, h.number)?));
+            }
+            Ok(())
+        }) {
+            errors.push(e);
+            return errors;
+        }
+        prev_hash = h.hash();
+        hashes.push(prev_hash);
+        prev_header = h;
+    }
+    let keys_for = |epoch: u64| {
+        new_keys
+            .iter()
+            .find(|k| k.epoch == epoch)
+            .cloned()
+            .or_else(|| committee_of(epoch))
+    };
+    let last = blocks.len().saturating_sub(1);
+    let chosen: Vec<usize> = (0..blocks.len())
+        .filter(|&i| match policy {
+            SigPolicy::All => true,
+            SigPolicy::EveryNth(n) => i == last || (i + 1) % n.max(1) == 0,
+        })
+        .collect();
+    let prepared: Vec<Result<SigJob, VerifyError>> = chosen
+        .par_iter()
+        .map(|&i| {
+            let h = &blocks[i].block.header;
+            let commit = match blocks.get(i + 1) {
+                Some(child) => child
+                    .block
+                    .header
+                    .parent_commit()
+                    .unwrap_or_else(|| blocks[i].commit_sig.clone()),
+                None => blocks[i].commit_sig.clone(),
+            };
+            let keys = keys_for(h.epoch).ok_or(VerifyError::UnknownCommittee {
+                number: h.number,
+                epoch: h.epoch,
+            })?;
+            sig_job(h.number, &hashes[i], h.view_id, &commit, &keys)
+        })
+        .collect();
+    let mut jobs = Vec::with_capacity(prepared.len());
+    let mut job_numbers = Vec::with_capacity(prepared.len());
+    for (i, p) in chosen.iter().zip(prepared) {
+        match p {
+            Ok(job) => {
+                jobs.push(job);
+                job_numbers.push(blocks[*i].block.number());
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    for bad in verify_batch(&jobs) {
+        errors.push(VerifyError::BadSignature {
+            number: job_numbers[bad],
+        });
+    }
+    errors.sort_by_key(|e| e.block_number());
+    errors
+}
+
+/// Fully verifies one block against its parent and committee: link, body,
+/// hand-over, quorum and commit signature.
+pub fn verify_block(
+    spec: &ChainSpec,
+    parent: &Header,
+    block: &BlockWithSig,
+    keys: &CommitteeKeys,
+) -> Result<(), VerifyError> {
+    let parent_hash = parent.hash();
+    let errs = verify_segment(
+        spec,
+        parent,
+        &parent_hash,
+        std::slice::from_ref(block),
+        SigPolicy::All,
+        |e| (e == keys.epoch).then(|| Arc::new(keys.clone())),
+    );
+    match errs.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Checks that `block` hashes to `expected` (from the downloaded hash chain).
+pub fn verify_hash(block: &Block, expected: &B256) -> Result<B256, VerifyError> {
+    let got = block.hash();
+    if &got != expected {
+        return Err(VerifyError::HashMismatch {
+            number: block.number(),
+            got: to_hex(&got),
+            expected: to_hex(expected),
+        });
+    }
+    Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_needs_two_thirds() {
+        // 9 members: 6 signers pass, 5 fail.
+        assert_eq!(check_quorum(1, &[0b0011_1111, 0], 9), Ok(6));
+        assert!(check_quorum(1, &[0b0001_1111, 0], 9).is_err());
+    }
+
+    #[test]
+    fn quorum_bitmap_length_is_exact() {
+        assert!(check_quorum(1, &[0xff], 9).is_err());
+        assert!(check_quorum(1, &[0xff, 0x01, 0], 9).is_err());
+    }
+
+    #[test]
+    fn quorum_refuses_padding_bits() {
+        assert!(check_quorum(1, &[0xff, 0b0000_0011], 9).is_err());
+    }
+}

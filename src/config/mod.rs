@@ -1,0 +1,17 @@
+//! Configuration: the `[Sync]` and `[Sync.StagedSyncCfg]` sections of a
+//! `harmony.conf`, with Harmony's key names and network defaults (the guide),
+//! loaded from TOML and validated.
+//!
+//! Effective configuration = the network's preset, then the file. Other
+//! sections of a `harmony.conf` are ignored; `[Network] NetworkType` picks
+//! the preset when no `--network` is given.
+
+mod error;
+mod load;
+mod network;
+mod sync;
+
+pub use error::ConfigError;
+pub use load::{load_file, load_str};
+pub use network::Network;
+pub use sync::{Config, StagedSyncConfig, SyncConfig, SyncMode};

@@ -1,0 +1,75 @@
+//! Storage errors.
+
+use std::path::PathBuf;
+
+use crate::chain::VerifyError;
+
+/// Errors of the LMDB store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// LMDB failed (I/O, corruption, limits): a local fault.
+    #[error("lmdb: {op}: {source}")]
+    Lmdb {
+        /// What the store was doing.
+        op: &'static str,
+        /// LMDB's error.
+        source: lmdb::Error,
+    },
+    /// Filesystem error around the datadir.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The directory holds something that is not a streamsync database.
+    #[error("{path} is not a streamsync database ({reason}); refusing to touch it")]
+    NotOurs {
+        /// The datadir.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// The database belongs to another network, shard or genesis.
+    #[error("{path} holds a {found} chain, not {wanted}; refusing to mix chains")]
+    OtherChain {
+        /// The datadir.
+        path: PathBuf,
+        /// What the database holds.
+        found: String,
+        /// What was asked for.
+        wanted: String,
+    },
+    /// A stored value does not decode: the database is corrupt.
+    #[error("corrupt database: {0}")]
+    Corrupt(String),
+    /// The batch does not extend the head.
+    #[error("batch starts at block {got}, head is {head}")]
+    NotContiguous {
+        /// Current head number.
+        head: u64,
+        /// First number of the batch.
+        got: u64,
+    },
+    /// A block of the batch failed execution: nothing was written.
+    #[error("batch rejected: {0}")]
+    Invalid(#[from] VerifyError),
+}
+
+impl StoreError {
+    pub(super) fn lmdb(op: &'static str) -> impl FnOnce(lmdb::Error) -> StoreError {
+        move |source| StoreError::Lmdb { op, source }
+    }
+}
+
+impl From<StoreError> for crate::chain::BackendError {
+    fn from(e: StoreError) -> Self {
+        use crate::chain::BackendError;
+        match e {
+            StoreError::NotContiguous { head, got } => BackendError::NotContiguous { head, got },
+            StoreError::Invalid(v) => BackendError::Invalid(v),
+            other => BackendError::Storage(other.to_string()),
+        }
+    }
+}
