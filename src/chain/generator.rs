@@ -88,7 +88,7 @@ impl Generator {
         let chain = genesis
             .chain_spec()
             .map_err(|e| GenError::Spec(e.to_string()))?;
-        let seed = keccak256_parts(&[b"streamsync-generator", &spec.seed.to_be_bytes()]);
+        let seed = keccak256_parts(&[b"streamsync-generator", &spec.chain_seed()]);
         let secrets = spec.committee_secrets(0)?;
         let mut g = Generator {
             genesis_spec: spec,

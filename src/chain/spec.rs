@@ -35,7 +35,7 @@ impl ChainSpec {
     /// Whether `number` is the last block of its epoch (it names the next
     /// committee).
     pub fn is_epoch_last(&self, number: u64) -> bool {
-        (number + 1) % self.epoch_len == 0
+        (number + 1).is_multiple_of(self.epoch_len)
     }
 
     /// The last block of `epoch`.
@@ -73,34 +73,47 @@ pub struct Genesis {
     pub alloc: Vec<(Address, Account)>,
 }
 
-/// The secret key of committee slot `slot` in `epoch` for `seed`.
-pub fn committee_secret(seed: u64, epoch: u64, slot: u32) -> Result<BlsSecretKey, BlsError> {
+/// The secret key of committee slot `slot` in `epoch` for a chain seed
+/// ([`GenesisSpec::chain_seed`]).
+pub fn committee_secret(
+    chain_seed: &B256,
+    epoch: u64,
+    slot: u32,
+) -> Result<BlsSecretKey, BlsError> {
     let ikm = keccak256_parts(&[
         b"streamsync-committee",
-        &seed.to_be_bytes(),
+        chain_seed,
         &epoch.to_be_bytes(),
         &slot.to_be_bytes(),
     ]);
     BlsSecretKey::from_ikm(&ikm)
 }
 
-/// The address of genesis account `index` for `seed`.
-pub fn account_address(seed: u64, index: u32) -> Address {
-    let h = keccak256_parts(&[
-        b"streamsync-account",
-        &seed.to_be_bytes(),
-        &index.to_be_bytes(),
-    ]);
+/// The address of genesis account `index` for a chain seed.
+pub fn account_address(chain_seed: &B256, index: u32) -> Address {
+    let h = keccak256_parts(&[b"streamsync-account", chain_seed, &index.to_be_bytes()]);
     let mut a = [0u8; 20];
     a.copy_from_slice(&h[..20]);
     a
 }
 
 impl GenesisSpec {
+    /// The seed every key and address derives from: the user's seed bound to
+    /// the network and shard, so chains of different networks never share a
+    /// genesis.
+    pub fn chain_seed(&self) -> B256 {
+        keccak256_parts(&[
+            b"streamsync-chain",
+            &self.seed.to_be_bytes(),
+            self.network.as_bytes(),
+            &self.shard_id.to_be_bytes(),
+        ])
+    }
+
     /// The committee secret keys of `epoch`.
     pub fn committee_secrets(&self, epoch: u64) -> Result<Vec<BlsSecretKey>, BlsError> {
         (0..self.committee_size)
-            .map(|slot| committee_secret(self.seed, epoch, slot))
+            .map(|slot| committee_secret(&self.chain_seed(), epoch, slot))
             .collect()
     }
 
@@ -120,7 +133,7 @@ impl GenesisSpec {
         let mut alloc: Vec<(Address, Account)> = (0..self.accounts)
             .map(|i| {
                 (
-                    account_address(self.seed, i),
+                    account_address(&self.chain_seed(), i),
                     Account {
                         nonce: 0,
                         balance: GENESIS_BALANCE,
@@ -128,7 +141,7 @@ impl GenesisSpec {
                 )
             })
             .collect();
-        alloc.sort_by(|a, b| a.0.cmp(&b.0));
+        alloc.sort_by_key(|a| a.0);
         let diff: StateDiff = alloc.iter().copied().collect();
         let committee = self.committee(0)?;
         let body = Body {

@@ -11,12 +11,12 @@
 //! Threads: any number of readers (each read is its own short read
 //! transaction); one writer at a time (the sync thread's LMDB writer).
 
+mod chain_store;
 mod error;
 mod staging;
-mod store;
 mod tables;
 
+pub use chain_store::{RawBlock, Store, StoreOptions, StoreStats, TableStats};
 pub use error::StoreError;
 pub use staging::{LmdbStaging, MemStaging, Staging};
-pub use store::{Store, StoreOptions, StoreStats, TableStats};
 pub use tables::TABLES;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use lmdb::Transaction;
 
+use super::chain_store::{get_raw, put, Store};
 use super::error::StoreError;
-use super::store::{get_raw, put, Store};
 use super::tables::be;
 use crate::chain::BlockWithSig;
 use crate::crypto::B256;

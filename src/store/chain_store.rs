@@ -40,6 +40,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// Encoded header and body of one block, as stored.
+pub type RawBlock = (Vec<u8>, Vec<u8>);
+
 /// Size of one table.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct TableStats {
@@ -489,7 +492,7 @@ impl Store {
 
     /// Raw RLP bytes of block `number`'s header and body, for serving without
     /// re-encoding.
-    pub fn block_bytes(&self, number: u64) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn block_bytes(&self, number: u64) -> Result<Option<RawBlock>, StoreError> {
         self.read(|txn, dbs| {
             let h = get_raw(txn, dbs.headers, &be(number))?;
             let b = get_raw(txn, dbs.bodies, &be(number))?;

@@ -1,0 +1,196 @@
+//! LMDB store: atomic batches, map growth, refusal of foreign data.
+
+mod common;
+
+use std::sync::Arc;
+
+use streamsync::chain::backend::InsertBatch;
+use streamsync::chain::ChainBackend;
+use streamsync::store::{LmdbStaging, MemStaging, Staging, Store, StoreError, StoreOptions};
+use streamsync::sync::StageId;
+
+fn opts() -> StoreOptions {
+    StoreOptions {
+        initial_map_size: 64 << 20,
+        durable: false,
+    }
+}
+
+#[test]
+fn insert_batch_is_atomic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, blocks) = common::chain(common::spec(1, 10, 4), 3, 20);
+    let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
+    store
+        .insert_batch(&InsertBatch {
+            blocks: blocks[..10].to_vec(),
+            progress: vec![(StageId::States, 10)],
+        })
+        .expect("first batch");
+    let sender = blocks[10].block.body.transfers[0].from;
+    let before = store.account(&sender).expect("read");
+    // Second batch: block 16 claims a wrong state root.
+    let mut bad = blocks[10..].to_vec();
+    bad[5].block.header.state_root[0] ^= 1;
+    let err = store
+        .insert_batch(&InsertBatch {
+            blocks: bad,
+            progress: vec![(StageId::States, 20)],
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(ref v) if v.block_number() == 16),
+        "{err}"
+    );
+    let head = store.head().expect("head");
+    assert_eq!(head.number, 10);
+    assert_eq!(head.hash, blocks[9].block.hash());
+    assert_eq!(
+        store.account(&sender).expect("read"),
+        before,
+        "state changed by a failed batch"
+    );
+    assert_eq!(
+        store.block_by_number(11).expect("read"),
+        None,
+        "block of a failed batch visible"
+    );
+    assert_eq!(store.stage_progress(StageId::States).expect("read"), 10);
+}
+
+#[test]
+fn batch_not_extending_head_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, blocks) = common::chain(common::spec(1, 10, 4), 0, 5);
+    let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
+    let err = store
+        .insert_batch(&InsertBatch {
+            blocks: blocks[2..].to_vec(),
+            progress: vec![],
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotContiguous { head: 0, got: 3 }),
+        "{err}"
+    );
+}
+
+#[test]
+fn reads_by_number_and_hash_after_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, chain, blocks) = common::chain(common::spec(2, 4, 4), 2, 9);
+    {
+        let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
+        store
+            .insert_batch(&InsertBatch {
+                blocks: blocks.clone(),
+                progress: vec![],
+            })
+            .expect("insert");
+    }
+    let store = Store::open(dir.path(), opts()).expect("reopen");
+    assert_eq!(store.chain_spec(), &chain);
+    let b5 = &blocks[4];
+    let hash = b5.block.hash();
+    assert_eq!(store.hash_by_number(5).expect("read"), Some(hash));
+    assert_eq!(store.number_by_hash(&hash).expect("read"), Some(5));
+    assert_eq!(
+        store.block_by_hash(&hash).expect("read"),
+        Some(b5.block.clone())
+    );
+    assert_eq!(store.header_by_hash(&[0; 32]).expect("read"), None);
+    assert_eq!(
+        store.block_with_sig(9).expect("read"),
+        Some(blocks[8].clone())
+    );
+    // Block 4's commit comes from block 5's header.
+    assert_eq!(
+        store.commit_sig(4).expect("read"),
+        blocks[4].block.header.parent_commit()
+    );
+    // Epochs of 4: committees of epochs 0, 1, 2 known after block 7.
+    for e in 0..=2 {
+        assert!(store.committee(e).expect("read").is_some(), "committee {e}");
+    }
+    assert_eq!(store.head().expect("head").epoch, 2);
+}
+
+#[test]
+fn map_grows_instead_of_failing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, blocks) = common::chain(common::spec(4, 100, 8), 8, 600);
+    let small = StoreOptions {
+        initial_map_size: 256 << 10,
+        durable: false,
+    };
+    let store = Store::open_or_create(dir.path(), &genesis, small).expect("create");
+    for chunk in blocks.chunks(200) {
+        store
+            .insert_batch(&InsertBatch {
+                blocks: chunk.to_vec(),
+                progress: vec![],
+            })
+            .expect("insert grows the map");
+    }
+    assert_eq!(store.head().expect("head").number, 600);
+    assert!(store.map_size() > 256 << 10, "map did not grow");
+}
+
+#[test]
+fn other_network_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, _) = common::chain(common::spec(1, 10, 4), 0, 0);
+    drop(Store::open_or_create(dir.path(), &genesis, opts()).expect("create"));
+    let mut other = common::spec(1, 10, 4);
+    other.network = "testnet".into();
+    let other = other.build().expect("genesis");
+    let err = Store::open_or_create(dir.path(), &other, opts()).unwrap_err();
+    assert!(matches!(err, StoreError::OtherChain { .. }), "{err}");
+    assert_eq!(
+        Store::open(dir.path(), opts())
+            .expect("still ours")
+            .chain_spec()
+            .genesis_hash,
+        genesis.block.hash()
+    );
+}
+
+#[test]
+fn foreign_directory_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), b"mine").expect("write");
+    let (genesis, _, _) = common::chain(common::spec(1, 10, 4), 0, 0);
+    let err = Store::open_or_create(dir.path(), &genesis, opts()).unwrap_err();
+    assert!(matches!(err, StoreError::NotOurs { .. }), "{err}");
+    assert!(!dir.path().join("data.mdb").exists());
+    // An LMDB file of garbage is refused too.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir2.path().join("data.mdb"), vec![0x5a; 8192]).expect("write");
+    assert!(matches!(
+        Store::open(dir2.path(), opts()),
+        Err(StoreError::NotOurs { .. })
+    ));
+}
+
+#[test]
+fn staging_in_memory_and_in_lmdb_behave_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, blocks) = common::chain(common::spec(1, 10, 4), 1, 4);
+    let store = Arc::new(Store::open_or_create(dir.path(), &genesis, opts()).expect("create"));
+    let stagings: Vec<Box<dyn Staging>> = vec![
+        Box::new(MemStaging::default()),
+        Box::new(LmdbStaging::new(store)),
+    ];
+    for mut s in stagings {
+        for b in &blocks {
+            s.put_hash(b.block.number(), b.block.hash()).expect("put");
+            s.put_block(b).expect("put");
+        }
+        assert_eq!(s.block_count().expect("count"), 4);
+        assert_eq!(s.hash(3).expect("get"), Some(blocks[2].block.hash()));
+        assert_eq!(s.block(4).expect("get"), Some(blocks[3].clone()));
+        s.clear().expect("clear");
+        assert_eq!(s.block_count().expect("count"), 0);
+        assert_eq!(s.hash(3).expect("get"), None);
+    }
+}
