@@ -20,7 +20,7 @@ pub type StatusFn = Arc<dyn Fn() -> String + Send + Sync>;
 /// A running metrics endpoint. Dropping it stops the thread and joins it.
 pub struct MetricsServer {
     addr: SocketAddr,
-    server: Arc<Server>,
+    server: Option<Arc<Server>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -56,7 +56,7 @@ impl MetricsServer {
         };
         Ok(MetricsServer {
             addr,
-            server,
+            server: Some(server),
             stop,
             thread: Some(thread),
         })
@@ -67,12 +67,15 @@ impl MetricsServer {
         self.addr
     }
 
-    /// Stops serving and joins the thread.
+    /// Stops serving and joins the serving thread. The listening socket is
+    /// closed by tiny_http's own accept thread moments later.
     pub fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(server) = self.server.take() {
+            server.unblock();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }
