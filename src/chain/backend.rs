@@ -92,6 +92,12 @@ pub trait ChainBackend: Send + Sync {
         }
     }
 
+    /// RLP of [`BlockWithSig`] for block `number`, as served to peers.
+    /// Backends that store encoded blocks override this to skip re-encoding.
+    fn block_with_sig_bytes(&self, number: u64) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.block_with_sig(number)?.map(|b| b.to_bytes()))
+    }
+
     /// Block `number` with its commit signature, as served to peers.
     fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError> {
         let Some(block) = self.block_by_number(number)? else {

@@ -694,4 +694,34 @@ impl ChainBackend for Store {
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError> {
         Ok(self.insert_batch(batch)?)
     }
+
+    fn block_with_sig_bytes(&self, number: u64) -> Result<Option<Vec<u8>>, BackendError> {
+        let parts = self.read(|txn, dbs| {
+            let k = be(number);
+            Ok(get_raw(txn, dbs.headers, &k)?
+                .zip(get_raw(txn, dbs.bodies, &k)?)
+                .zip(get_raw(txn, dbs.commit_sigs, &k)?))
+        })?;
+        Ok(parts.map(|((h, b), c)| {
+            // BlockWithSig = [[header, body], commit_sig], from the stored
+            // encodings without decoding them.
+            let block_len = h.len() + b.len();
+            let block_hdr = alloy_rlp::Header {
+                list: true,
+                payload_length: block_len,
+            };
+            let outer_len = block_hdr.length() + block_len + c.len();
+            let mut out = Vec::with_capacity(outer_len + 9);
+            alloy_rlp::Header {
+                list: true,
+                payload_length: outer_len,
+            }
+            .encode(&mut out);
+            block_hdr.encode(&mut out);
+            out.extend_from_slice(&h);
+            out.extend_from_slice(&b);
+            out.extend_from_slice(&c);
+            out
+        }))
+    }
 }

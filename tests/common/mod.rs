@@ -47,3 +47,5 @@ pub fn committees(
     }
     out
 }
+
+pub mod peer;

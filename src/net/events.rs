@@ -1,0 +1,157 @@
+//! What the network thread reports, and why streams close.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use libp2p_identity::PeerId;
+
+use super::session::SessionError;
+use crate::wire::{ProtocolId, Request, RequestId, Response, WireError};
+
+/// Id of one stream (one connection), unique for the life of a node.
+pub type StreamId = u64;
+
+/// An authenticated stream that completed its handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The stream.
+    pub id: StreamId,
+    /// The authenticated peer.
+    pub peer_id: PeerId,
+    /// The peer's socket address.
+    pub addr: SocketAddr,
+    /// The protocol the peer speaks (matches ours).
+    pub protocol: ProtocolId,
+    /// Whether the peer dialled us.
+    pub inbound: bool,
+}
+
+/// Why a stream closed (or never opened).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    /// The node is shutting down.
+    #[error("node shutting down")]
+    Shutdown,
+    /// Closed locally on purpose (e.g. removed by the stream manager).
+    #[error("closed locally: {0}")]
+    Local(String),
+    /// The peer closed the connection.
+    #[error("peer closed the connection")]
+    PeerClosed,
+    /// A socket error.
+    #[error("i/o: {0}")]
+    Io(String),
+    /// The TCP connect failed.
+    #[error("connect failed: {0}")]
+    ConnectFailed(String),
+    /// The TCP connect did not complete in time.
+    #[error("connect timed out")]
+    ConnectTimeout,
+    /// The handshake did not complete in time (e.g. a peer that says nothing).
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// Noise, handshake payload, protocol mismatch or frame-size violation.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// A frame that is not a valid message.
+    #[error("invalid message: {0}")]
+    Wire(#[from] WireError),
+    /// The peer is not the one we dialled.
+    #[error("dialled {expected}, reached {got}")]
+    PeerIdMismatch {
+        /// Who we dialled.
+        expected: PeerId,
+        /// Who answered.
+        got: PeerId,
+    },
+    /// The peer does not read what we send.
+    #[error("write buffer over its limit (peer not reading)")]
+    WriteBufferFull,
+    /// Too many inbound handshakes at once.
+    #[error("too many inbound handshakes")]
+    TooManyHandshakes,
+    /// Too many connections.
+    #[error("connection limit reached")]
+    TooManyConnections,
+    /// The peer kept requesting past `rate_limited` answers.
+    #[error("rate-limit violation")]
+    RateLimitViolation,
+}
+
+impl CloseReason {
+    /// Whether the peer is proven to have broken the protocol (a critical
+    /// error: DESIGN.md §7 cools it down 60 minutes). Timeouts, closes and
+    /// local faults are not.
+    pub fn is_critical(&self) -> bool {
+        match self {
+            CloseReason::Session(SessionError::ProtocolMismatch { .. }) => false,
+            CloseReason::Session(_)
+            | CloseReason::Wire(_)
+            | CloseReason::PeerIdMismatch { .. }
+            | CloseReason::RateLimitViolation => true,
+            _ => false,
+        }
+    }
+
+    /// The removal-reason label (metric `hmy_stream_stream_removal_reasons`).
+    pub fn label(&self) -> &'static str {
+        match self {
+            CloseReason::Session(SessionError::ProtocolMismatch { .. }) => "protocol mismatch",
+            CloseReason::RateLimitViolation => "rate-limit violation",
+            CloseReason::Wire(_) => "invalid response",
+            r if r.is_critical() => "critical error",
+            _ => "connection failure",
+        }
+    }
+}
+
+/// Events for the stream manager and the client side.
+#[derive(Clone, Debug)]
+pub enum NetEvent {
+    /// A stream completed its handshake.
+    StreamUp(StreamInfo),
+    /// A connection closed: an open stream, a failed dial, or an inbound
+    /// connection refused during its handshake.
+    StreamDown(Box<StreamClosed>),
+    /// A response arrived on a stream.
+    Response {
+        /// The stream it arrived on.
+        stream: StreamId,
+        /// The request id it answers.
+        id: RequestId,
+        /// The response.
+        response: Response,
+    },
+}
+
+/// Details of a closed connection.
+#[derive(Clone, Debug)]
+pub struct StreamClosed {
+    /// The stream (or the connection's id if it never opened).
+    pub id: StreamId,
+    /// The stream, if it had opened.
+    pub info: Option<StreamInfo>,
+    /// The peer, if its handshake payload was verified.
+    pub peer: Option<PeerId>,
+    /// Whether the peer dialled us.
+    pub inbound: bool,
+    /// The address dialled or connected from.
+    pub addr: SocketAddr,
+    /// Why.
+    pub reason: CloseReason,
+}
+
+/// A request from a peer, for the server.
+#[derive(Clone, Debug)]
+pub struct InboundRequest {
+    /// The stream it arrived on.
+    pub stream: StreamId,
+    /// The authenticated peer.
+    pub peer: PeerId,
+    /// Its request id.
+    pub id: RequestId,
+    /// The request.
+    pub request: Request,
+    /// When the network thread decoded it.
+    pub received: Instant,
+}

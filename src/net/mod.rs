@@ -1,0 +1,293 @@
+//! Transport (DESIGN.md §6): TCP through one mio thread, Noise XX with the
+//! node's libp2p identity bound to every stream, protocol-id matching, frames.
+//!
+//! Owns: the listener, every connection, their Noise sessions and buffers.
+//! Runs on the `net` thread ([`reactor`]); everything else talks to it through
+//! [`NetHandle`] (commands over a crossbeam channel plus a mio `Waker`) and
+//! hears from it on two channels: [`NetEvent`]s (stream up/down, responses)
+//! and [`InboundRequest`]s (for the server pool). It never blocks: a full
+//! server queue is answered `rate_limited` at once.
+
+pub mod events;
+mod reactor;
+pub mod semaphore;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam::channel::{bounded, unbounded, Receiver, Sender};
+use libp2p_core::multiaddr::Protocol;
+use libp2p_core::Multiaddr;
+use libp2p_identity::PeerId;
+use mio::{Interest, Poll, Waker};
+
+pub use events::{CloseReason, InboundRequest, NetEvent, StreamClosed, StreamId, StreamInfo};
+use reactor::{Command, Reactor, LISTENER, WAKER};
+pub use semaphore::{WritePermit, WriteSemaphore, DEFAULT_WRITE_CONCURRENCY};
+use session::LocalKeys;
+
+use crate::crypto::NodeIdentity;
+use crate::wire::{Message, ProtocolId};
+
+/// Network settings.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Address to listen on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// The protocol this node speaks.
+    pub protocol: ProtocolId,
+    /// Limit of a TCP connect.
+    pub connect_timeout: Duration,
+    /// Limit of a Noise handshake, from accept or connect.
+    pub handshake_timeout: Duration,
+    /// Inbound handshakes in progress at once; more are refused.
+    pub max_inbound_handshakes: usize,
+    /// Connections at once (any state); more are refused.
+    pub max_connections: usize,
+    /// Unsent bytes one connection may hold before it is closed as a peer
+    /// that does not read.
+    pub write_buffer_limit: usize,
+    /// Write tokens (the write semaphore).
+    pub write_concurrency: usize,
+    /// Requests queued for the server; past this, peers get `rate_limited`.
+    pub request_queue: usize,
+}
+
+impl NetConfig {
+    /// Defaults for `protocol` listening on `listen`.
+    pub fn new(listen: SocketAddr, protocol: ProtocolId) -> Self {
+        NetConfig {
+            listen,
+            protocol,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_inbound_handshakes: 64,
+            max_connections: 2048,
+            write_buffer_limit: 64 << 20,
+            write_concurrency: DEFAULT_WRITE_CONCURRENCY,
+            request_queue: 4096,
+        }
+    }
+}
+
+/// Network errors.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// Binding or polling failed.
+    #[error("network setup: {0}")]
+    Io(#[from] std::io::Error),
+    /// Noise key setup failed.
+    #[error("noise setup: {0}")]
+    Keys(#[from] session::SessionError),
+    /// The network thread has stopped.
+    #[error("network thread stopped")]
+    Stopped,
+}
+
+/// A cheap, cloneable handle to the network thread.
+#[derive(Clone)]
+pub struct NetHandle {
+    cmds: Sender<Command>,
+    waker: Arc<Waker>,
+    semaphore: WriteSemaphore,
+    local_addr: SocketAddr,
+    peer_id: PeerId,
+}
+
+impl std::fmt::Debug for NetHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetHandle")
+            .field("local_addr", &self.local_addr)
+            .field("peer_id", &self.peer_id)
+            .finish()
+    }
+}
+
+impl NetHandle {
+    fn command(&self, c: Command) -> Result<(), NetError> {
+        self.cmds.send(c).map_err(|_| NetError::Stopped)?;
+        self.waker.wake().map_err(NetError::Io)
+    }
+
+    /// Dials `addr`; if `expect` is given the stream opens only if the peer
+    /// authenticates as that `PeerId`. The outcome arrives as a
+    /// [`NetEvent::StreamUp`] or [`NetEvent::StreamDown`].
+    pub fn dial(&self, addr: SocketAddr, expect: Option<PeerId>) -> Result<(), NetError> {
+        self.command(Command::Dial { addr, expect })
+    }
+
+    /// Sends `msg` on `stream`, waiting for a write token first (back-pressure
+    /// when 32 writes are in flight). Encoding happens on the caller's thread.
+    pub fn send(&self, stream: StreamId, msg: &Message) -> Result<(), NetError> {
+        let permit = self.semaphore.acquire();
+        self.command(Command::Send {
+            stream,
+            frame: msg.encode(),
+            permit: Some(permit),
+        })
+    }
+
+    /// Sends an already encoded message.
+    pub fn send_encoded(&self, stream: StreamId, frame: Vec<u8>) -> Result<(), NetError> {
+        let permit = self.semaphore.acquire();
+        self.command(Command::Send {
+            stream,
+            frame,
+            permit: Some(permit),
+        })
+    }
+
+    /// Closes `stream`, reporting `reason`.
+    pub fn close(&self, stream: StreamId, reason: CloseReason) -> Result<(), NetError> {
+        self.command(Command::Close { stream, reason })
+    }
+
+    /// The bound listen address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// This node's `PeerId`.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// This node's address as a Multiaddr `/ip4/…/tcp/…/p2p/…`.
+    pub fn multiaddr(&self) -> Multiaddr {
+        to_multiaddr(self.local_addr, Some(self.peer_id))
+    }
+
+    /// The write semaphore (for inspection).
+    pub fn write_semaphore(&self) -> &WriteSemaphore {
+        &self.semaphore
+    }
+}
+
+/// A running network thread. [`Net::shutdown`] (or drop) closes every
+/// stream and joins the thread.
+#[derive(Debug)]
+pub struct Net {
+    handle: NetHandle,
+    events: Receiver<NetEvent>,
+    requests: Receiver<InboundRequest>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Net {
+    /// Binds `cfg.listen` and starts the network thread.
+    pub fn start(cfg: NetConfig, identity: &NodeIdentity) -> Result<Net, NetError> {
+        let keys = LocalKeys::new(identity, cfg.protocol.clone())?;
+        let poll = Poll::new()?;
+        let mut listener = mio::net::TcpListener::bind(cfg.listen)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (cmd_tx, cmd_rx) = unbounded();
+        let (ev_tx, ev_rx) = unbounded();
+        let (req_tx, req_rx): (Sender<InboundRequest>, _) = bounded(cfg.request_queue.max(1));
+        let semaphore = WriteSemaphore::new(cfg.write_concurrency);
+        let reactor = Reactor::new(poll, listener, cfg, keys, cmd_rx, ev_tx, req_tx);
+        let thread = std::thread::Builder::new()
+            .name("net".into())
+            .spawn(move || reactor.run())?;
+        Ok(Net {
+            handle: NetHandle {
+                cmds: cmd_tx,
+                waker,
+                semaphore,
+                local_addr,
+                peer_id: identity.peer_id(),
+            },
+            events: ev_rx,
+            requests: req_rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> NetHandle {
+        self.handle.clone()
+    }
+
+    /// Stream events and responses.
+    pub fn events(&self) -> &Receiver<NetEvent> {
+        &self.events
+    }
+
+    /// Requests from peers, for the server.
+    pub fn requests(&self) -> &Receiver<InboundRequest> {
+        &self.requests
+    }
+
+    /// Closes every stream and joins the network thread.
+    pub fn shutdown(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.handle.command(Command::Shutdown);
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// `/ip4/A/tcp/P[/p2p/ID]` (or `/ip6/…`) for a socket address.
+pub fn to_multiaddr(addr: SocketAddr, peer: Option<PeerId>) -> Multiaddr {
+    let mut m = Multiaddr::empty();
+    match addr {
+        SocketAddr::V4(a) => m.push(Protocol::Ip4(*a.ip())),
+        SocketAddr::V6(a) => m.push(Protocol::Ip6(*a.ip())),
+    }
+    m.push(Protocol::Tcp(addr.port()));
+    if let Some(p) = peer {
+        m.push(Protocol::P2p(p));
+    }
+    m
+}
+
+/// The socket address and optional `PeerId` of a `/ip4|ip6/…/tcp/…[/p2p/…]`
+/// Multiaddr; `None` for other shapes.
+pub fn from_multiaddr(m: &Multiaddr) -> Option<(SocketAddr, Option<PeerId>)> {
+    let mut it = m.iter();
+    let ip: std::net::IpAddr = match it.next()? {
+        Protocol::Ip4(a) => a.into(),
+        Protocol::Ip6(a) => a.into(),
+        _ => return None,
+    };
+    let Protocol::Tcp(port) = it.next()? else {
+        return None;
+    };
+    let peer = match it.next() {
+        None => None,
+        Some(Protocol::P2p(p)) => Some(p),
+        Some(_) => return None,
+    };
+    if it.next().is_some() {
+        return None;
+    }
+    Some((SocketAddr::new(ip, port), peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiaddr_round_trips() {
+        let id = NodeIdentity::generate().peer_id();
+        let addr: SocketAddr = "127.0.0.1:9000".parse().expect("addr");
+        let m = to_multiaddr(addr, Some(id));
+        assert!(m
+            .to_string()
+            .starts_with("/ip4/127.0.0.1/tcp/9000/p2p/12D3"));
+        assert_eq!(from_multiaddr(&m), Some((addr, Some(id))));
+        assert_eq!(from_multiaddr(&"/dns4/x/tcp/1".parse().expect("ma")), None);
+    }
+}

@@ -1,0 +1,613 @@
+//! The network thread: one mio `Poll` owning the listener and every
+//! connection. It never blocks and never does work that is not I/O, Noise or
+//! framing: requests go to the server pool, responses and stream events to
+//! their consumers, over channels.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender, TrySendError};
+use libp2p_identity::PeerId;
+use metrics::Counter;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+use super::events::{CloseReason, InboundRequest, NetEvent, StreamClosed, StreamId, StreamInfo};
+use super::semaphore::WritePermit;
+use super::session::{LocalKeys, Session};
+use super::NetConfig;
+use crate::metrics::names;
+use crate::wire::{ErrorCode, Message, Response};
+
+pub(super) const LISTENER: Token = Token(0);
+pub(super) const WAKER: Token = Token(usize::MAX);
+/// Bytes read from one connection per readiness event before others get a turn.
+const READ_BUDGET: usize = 1 << 20;
+/// Read buffer size.
+const READ_CHUNK: usize = 64 * 1024;
+/// How long a peer is told to wait when the server queue is full, ms.
+const BUSY_RETRY_MS: u64 = 100;
+
+/// Commands from other threads.
+pub(super) enum Command {
+    Dial {
+        addr: SocketAddr,
+        expect: Option<PeerId>,
+    },
+    Send {
+        stream: StreamId,
+        frame: Vec<u8>,
+        permit: Option<WritePermit>,
+    },
+    Close {
+        stream: StreamId,
+        reason: CloseReason,
+    },
+    Shutdown,
+}
+
+enum Phase {
+    Connecting,
+    Handshaking,
+    Open,
+}
+
+struct Conn {
+    socket: TcpStream,
+    addr: SocketAddr,
+    inbound: bool,
+    phase: Phase,
+    session: Option<Session>,
+    expect: Option<PeerId>,
+    info: Option<StreamInfo>,
+    out: Vec<u8>,
+    out_pos: usize,
+    queued: u64,
+    written: u64,
+    permits: VecDeque<(u64, WritePermit)>,
+    deadline: Option<Instant>,
+}
+
+struct Counters {
+    bytes_read: Counter,
+    bytes_write: Counter,
+    msg_read: Counter,
+    msg_write: Counter,
+    msg_read_failed: Counter,
+    msg_write_failed: Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        Counters {
+            bytes_read: metrics::counter!(names::BYTES_READ),
+            bytes_write: metrics::counter!(names::BYTES_WRITE),
+            msg_read: metrics::counter!(names::MSG_READ),
+            msg_write: metrics::counter!(names::MSG_WRITE),
+            msg_read_failed: metrics::counter!(names::MSG_READ_FAILED),
+            msg_write_failed: metrics::counter!(names::MSG_WRITE_FAILED),
+        }
+    }
+}
+
+pub(super) struct Reactor {
+    poll: Poll,
+    listener: TcpListener,
+    cfg: NetConfig,
+    keys: LocalKeys,
+    conns: HashMap<StreamId, Conn>,
+    next_id: StreamId,
+    timers: BinaryHeap<Reverse<(Instant, StreamId)>>,
+    inbound_handshakes: usize,
+    pending_reads: HashSet<StreamId>,
+    cmds: Receiver<Command>,
+    events: Sender<NetEvent>,
+    requests: Sender<InboundRequest>,
+    scratch: Vec<u8>,
+    counters: Counters,
+}
+
+impl Reactor {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        poll: Poll,
+        listener: TcpListener,
+        cfg: NetConfig,
+        keys: LocalKeys,
+        cmds: Receiver<Command>,
+        events: Sender<NetEvent>,
+        requests: Sender<InboundRequest>,
+    ) -> Self {
+        Reactor {
+            poll,
+            listener,
+            cfg,
+            keys,
+            conns: HashMap::new(),
+            next_id: 1,
+            timers: BinaryHeap::new(),
+            inbound_handshakes: 0,
+            pending_reads: HashSet::new(),
+            cmds,
+            events,
+            requests,
+            scratch: vec![0u8; READ_CHUNK],
+            counters: Counters::new(),
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = if self.pending_reads.is_empty() {
+                self.timers
+                    .peek()
+                    .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                tracing::error!(error = %e, "network poll failed; network thread stops");
+                self.close_all(CloseReason::Io(e.to_string()));
+                return;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_all(),
+                    WAKER => {}
+                    Token(t) => self.on_ready(t as StreamId, ev.is_readable(), ev.is_writable()),
+                }
+            }
+            let pending: Vec<StreamId> = self.pending_reads.drain().collect();
+            for id in pending {
+                self.on_ready(id, true, false);
+            }
+            if !self.drain_commands() {
+                self.close_all(CloseReason::Shutdown);
+                return;
+            }
+            self.expire_timers();
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((socket, addr)) => {
+                    if self.conns.len() >= self.cfg.max_connections {
+                        tracing::debug!(%addr, "refused: {}", CloseReason::TooManyConnections);
+                        continue;
+                    }
+                    if self.inbound_handshakes >= self.cfg.max_inbound_handshakes {
+                        tracing::debug!(%addr, "refused: {}", CloseReason::TooManyHandshakes);
+                        continue;
+                    }
+                    let session = match Session::responder(&self.keys) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start a handshake");
+                            continue;
+                        }
+                    };
+                    let id = self.add_conn(
+                        socket,
+                        addr,
+                        true,
+                        Phase::Handshaking,
+                        None,
+                        self.cfg.handshake_timeout,
+                    );
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.session = Some(session);
+                        self.inbound_handshakes += 1;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(
+        &mut self,
+        mut socket: TcpStream,
+        addr: SocketAddr,
+        inbound: bool,
+        phase: Phase,
+        expect: Option<PeerId>,
+        timeout: Duration,
+    ) -> StreamId {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let Err(e) = self.poll.registry().register(
+            &mut socket,
+            Token(id as usize),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::warn!(error = %e, %addr, "cannot register socket");
+            return id;
+        }
+        let _ = socket.set_nodelay(true);
+        let deadline = Instant::now() + timeout;
+        self.timers.push(Reverse((deadline, id)));
+        self.conns.insert(
+            id,
+            Conn {
+                socket,
+                addr,
+                inbound,
+                phase,
+                session: None,
+                expect,
+                info: None,
+                out: Vec::new(),
+                out_pos: 0,
+                queued: 0,
+                written: 0,
+                permits: VecDeque::new(),
+                deadline: Some(deadline),
+            },
+        );
+        id
+    }
+
+    /// Returns false on shutdown.
+    fn drain_commands(&mut self) -> bool {
+        while let Ok(cmd) = self.cmds.try_recv() {
+            match cmd {
+                Command::Dial { addr, expect } => self.dial(addr, expect),
+                Command::Send {
+                    stream,
+                    frame,
+                    permit,
+                } => self.send(stream, &frame, permit),
+                Command::Close { stream, reason } => self.close(stream, reason),
+                Command::Shutdown => return false,
+            }
+        }
+        true
+    }
+
+    fn dial(&mut self, addr: SocketAddr, expect: Option<PeerId>) {
+        match TcpStream::connect(addr) {
+            Ok(socket) => {
+                self.add_conn(
+                    socket,
+                    addr,
+                    false,
+                    Phase::Connecting,
+                    expect,
+                    self.cfg.connect_timeout,
+                );
+            }
+            Err(e) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                let _ = self
+                    .events
+                    .send(NetEvent::StreamDown(Box::new(StreamClosed {
+                        id,
+                        info: None,
+                        peer: None,
+                        inbound: false,
+                        addr,
+                        reason: CloseReason::ConnectFailed(e.to_string()),
+                    })));
+            }
+        }
+    }
+
+    fn send(&mut self, stream: StreamId, frame: &[u8], permit: Option<WritePermit>) {
+        let Some(c) = self.conns.get_mut(&stream) else {
+            self.counters.msg_write_failed.increment(1);
+            return;
+        };
+        let Some(session) = c.session.as_mut().filter(|s| s.is_open()) else {
+            self.counters.msg_write_failed.increment(1);
+            return;
+        };
+        if let Err(e) = session.send_frame(frame) {
+            self.counters.msg_write_failed.increment(1);
+            tracing::warn!(stream, error = %e, "cannot send frame");
+            return;
+        }
+        let out = session.take_output();
+        c.queued += out.len() as u64;
+        c.out.extend_from_slice(&out);
+        if let Some(p) = permit {
+            c.permits.push_back((c.queued, p));
+        }
+        self.counters.msg_write.increment(1);
+        if c.out.len() - c.out_pos > self.cfg.write_buffer_limit {
+            self.close(stream, CloseReason::WriteBufferFull);
+            return;
+        }
+        self.flush(stream);
+    }
+
+    fn on_ready(&mut self, id: StreamId, readable: bool, writable: bool) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if matches!(c.phase, Phase::Connecting) {
+            if !(readable || writable) {
+                return;
+            }
+            match (c.socket.take_error(), c.socket.peer_addr()) {
+                (Ok(None), Ok(_)) => {}
+                (Ok(Some(e)), _) | (Err(e), _) => {
+                    return self.close(id, CloseReason::ConnectFailed(e.to_string()))
+                }
+                (Ok(None), Err(e)) if e.kind() == ErrorKind::NotConnected => return,
+                (Ok(None), Err(e)) => {
+                    return self.close(id, CloseReason::ConnectFailed(e.to_string()))
+                }
+            }
+            match Session::initiator(&self.keys) {
+                Ok(mut s) => {
+                    let out = s.take_output();
+                    c.queued += out.len() as u64;
+                    c.out.extend_from_slice(&out);
+                    c.session = Some(s);
+                    c.phase = Phase::Handshaking;
+                    let deadline = Instant::now() + self.cfg.handshake_timeout;
+                    c.deadline = Some(deadline);
+                    self.timers.push(Reverse((deadline, id)));
+                }
+                Err(e) => return self.close(id, CloseReason::Session(e)),
+            }
+            self.flush(id);
+        }
+        if readable {
+            self.read(id);
+        }
+        if writable {
+            self.flush(id);
+        }
+    }
+
+    fn read(&mut self, id: StreamId) {
+        let mut total = 0;
+        let mut frames = Vec::new();
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let n = match c.socket.read(&mut self.scratch) {
+                Ok(0) => return self.close(id, CloseReason::PeerClosed),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return self.close(id, CloseReason::Io(e.to_string())),
+            };
+            self.counters.bytes_read.increment(n as u64);
+            total += n;
+            let Some(session) = c.session.as_mut() else {
+                return;
+            };
+            let result = session.receive(&self.scratch[..n], &mut frames);
+            let out = session.take_output();
+            if !out.is_empty() {
+                c.queued += out.len() as u64;
+                c.out.extend_from_slice(&out);
+            }
+            match result {
+                Ok(true) => {
+                    self.flush(id);
+                    if !self.on_open(id) {
+                        return;
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    // Best effort: our last handshake message tells the peer
+                    // why (e.g. protocol mismatch).
+                    self.flush(id);
+                    self.counters.msg_read_failed.increment(1);
+                    return self.close(id, CloseReason::Session(e));
+                }
+            }
+            for f in frames.drain(..) {
+                if !self.route(id, &f) {
+                    return;
+                }
+            }
+            if total >= READ_BUDGET {
+                self.pending_reads.insert(id);
+                break;
+            }
+        }
+        self.flush(id);
+    }
+
+    /// Returns false if the connection was closed.
+    fn on_open(&mut self, id: StreamId) -> bool {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        let Some(hello) = c.session.as_ref().and_then(|s| s.remote()).cloned() else {
+            return false;
+        };
+        if let Some(expected) = c.expect {
+            if expected != hello.peer_id {
+                self.close(
+                    id,
+                    CloseReason::PeerIdMismatch {
+                        expected,
+                        got: hello.peer_id,
+                    },
+                );
+                return false;
+            }
+        }
+        if c.inbound {
+            self.inbound_handshakes = self.inbound_handshakes.saturating_sub(1);
+        }
+        c.phase = Phase::Open;
+        c.deadline = None;
+        let info = StreamInfo {
+            id,
+            peer_id: hello.peer_id,
+            addr: c.addr,
+            protocol: hello.protocol,
+            inbound: c.inbound,
+        };
+        c.info = Some(info.clone());
+        tracing::debug!(stream = id, peer = %info.peer_id, addr = %info.addr, inbound = info.inbound, "stream up");
+        let _ = self.events.send(NetEvent::StreamUp(info));
+        true
+    }
+
+    /// Returns false if the connection was closed.
+    fn route(&mut self, id: StreamId, frame: &[u8]) -> bool {
+        let msg = match Message::decode(frame) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.msg_read_failed.increment(1);
+                self.close(id, CloseReason::Wire(e));
+                return false;
+            }
+        };
+        self.counters.msg_read.increment(1);
+        let peer = match self.conns.get(&id).and_then(|c| c.info.as_ref()) {
+            Some(i) => i.peer_id,
+            None => return false,
+        };
+        match msg {
+            Message::Request(rid, request) => {
+                let req = InboundRequest {
+                    stream: id,
+                    peer,
+                    id: rid,
+                    request,
+                    received: Instant::now(),
+                };
+                if let Err(TrySendError::Full(_)) = self.requests.try_send(req) {
+                    let busy = Message::Response(
+                        rid,
+                        Response::Error {
+                            code: ErrorCode::RateLimited,
+                            retry_after_ms: BUSY_RETRY_MS,
+                            message: "server busy".into(),
+                        },
+                    );
+                    self.send(id, &busy.encode(), None);
+                }
+            }
+            Message::Response(rid, response) => {
+                let _ = self.events.send(NetEvent::Response {
+                    stream: id,
+                    id: rid,
+                    response,
+                });
+            }
+        }
+        self.conns.contains_key(&id)
+    }
+
+    fn flush(&mut self, id: StreamId) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if matches!(c.phase, Phase::Connecting) {
+            return;
+        }
+        while c.out_pos < c.out.len() {
+            match c.socket.write(&c.out[c.out_pos..]) {
+                Ok(0) => return self.close(id, CloseReason::PeerClosed),
+                Ok(n) => {
+                    c.out_pos += n;
+                    c.written += n as u64;
+                    self.counters.bytes_write.increment(n as u64);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return self.close(id, CloseReason::Io(e.to_string())),
+            }
+        }
+        while c.permits.front().is_some_and(|(end, _)| *end <= c.written) {
+            c.permits.pop_front();
+        }
+        if c.out_pos == c.out.len() {
+            c.out.clear();
+            c.out_pos = 0;
+        } else if c.out_pos > (1 << 20) {
+            c.out.drain(..c.out_pos);
+            c.out_pos = 0;
+        }
+    }
+
+    fn close(&mut self, id: StreamId, reason: CloseReason) {
+        let Some(mut c) = self.conns.remove(&id) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut c.socket);
+        self.pending_reads.remove(&id);
+        if c.inbound && !matches!(c.phase, Phase::Open) {
+            self.inbound_handshakes = self.inbound_handshakes.saturating_sub(1);
+        }
+        let dropped_frames = c.permits.len() as u64;
+        if dropped_frames > 0 {
+            self.counters.msg_write_failed.increment(dropped_frames);
+        }
+        if reason.is_critical() {
+            tracing::warn!(stream = id, addr = %c.addr, peer = ?c.info.as_ref().map(|i| i.peer_id), %reason, "stream closed: peer broke the protocol");
+        } else {
+            tracing::debug!(stream = id, addr = %c.addr, %reason, "stream closed");
+        }
+        let peer = c
+            .session
+            .as_ref()
+            .and_then(|s| s.remote())
+            .map(|h| h.peer_id);
+        let _ = self
+            .events
+            .send(NetEvent::StreamDown(Box::new(StreamClosed {
+                id,
+                info: c.info,
+                peer,
+                inbound: c.inbound,
+                addr: c.addr,
+                reason,
+            })));
+    }
+
+    fn close_all(&mut self, reason: CloseReason) {
+        let ids: Vec<StreamId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id, reason.clone());
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(c) = self.conns.get(&id) else {
+                continue;
+            };
+            if c.deadline != Some(t) {
+                continue;
+            }
+            let reason = match c.phase {
+                Phase::Connecting => CloseReason::ConnectTimeout,
+                Phase::Handshaking => CloseReason::HandshakeTimeout,
+                Phase::Open => continue,
+            };
+            self.close(id, reason);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Client side of the protocol. For now a direct call path
+//! ([`direct::DirectClient`]): send a request on a chosen stream, get the
+//! matching response. The request manager (queues, windows, stream choice)
+//! replaces it as the engine's client.
+
+pub mod direct;
+
+pub use direct::{ClientError, DirectClient};
