@@ -33,5 +33,6 @@ pub mod net;
 pub mod request;
 pub mod server;
 pub mod store;
+pub mod stream;
 pub mod sync;
 pub mod wire;

@@ -1,0 +1,187 @@
+//! Failure accounting and cooldowns per peer (the guide's "Cooldown Process
+//! and Failures"):
+//!
+//! - first failure: no cooldown (a one-off disconnect is not punished);
+//! - n-th failure (n ≥ 2): `RemovalCooldownDuration × (n − 1)` (5, 10, 15 …
+//!   minutes), at most `MaxRemovalCooldownDuration` (60 minutes);
+//! - critical error (proven invalid data, protocol violation): the maximum;
+//! - failure counts decay: one failure is forgiven per quiet
+//!   `MaxRemovalCooldownDuration` without a new one, so a peer is not
+//!   punished forever (Harmony's counters never decay).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libp2p_identity::PeerId;
+
+/// Cooldown settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CooldownConfig {
+    /// `RemovalCooldownDuration`: cooldown per failure after the first.
+    pub per_failure: Duration,
+    /// `MaxRemovalCooldownDuration`: cap, and the critical-error cooldown.
+    pub max: Duration,
+    /// Quiet time after which one failure is forgiven.
+    pub decay: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    failures: u32,
+    last_failure: Instant,
+    until: Option<Instant>,
+}
+
+/// Per-peer failures and cooldowns.
+#[derive(Debug, Default)]
+pub struct Cooldowns {
+    peers: HashMap<PeerId, Record>,
+}
+
+impl Cooldowns {
+    fn decayed(cfg: &CooldownConfig, r: &mut Record, now: Instant) {
+        if cfg.decay.is_zero() {
+            return;
+        }
+        let quiet = now.saturating_duration_since(r.last_failure);
+        let forgiven = (quiet.as_secs_f64() / cfg.decay.as_secs_f64()) as u32;
+        if forgiven > 0 {
+            r.failures = r.failures.saturating_sub(forgiven);
+            r.last_failure += cfg.decay * forgiven;
+        }
+    }
+
+    /// Records a failure of `peer` and returns its cooldown (zero: none).
+    pub fn record_failure(
+        &mut self,
+        cfg: &CooldownConfig,
+        peer: PeerId,
+        critical: bool,
+        now: Instant,
+    ) -> Duration {
+        let r = self.peers.entry(peer).or_insert(Record {
+            failures: 0,
+            last_failure: now,
+            until: None,
+        });
+        Self::decayed(cfg, r, now);
+        r.failures = r.failures.saturating_add(1);
+        r.last_failure = now;
+        let d = if critical {
+            cfg.max
+        } else {
+            (cfg.per_failure * (r.failures - 1)).min(cfg.max)
+        };
+        r.until = (!d.is_zero()).then(|| now + d);
+        d
+    }
+
+    /// Failures currently counted against `peer`.
+    pub fn failures(&mut self, cfg: &CooldownConfig, peer: &PeerId, now: Instant) -> u32 {
+        match self.peers.get_mut(peer) {
+            Some(r) => {
+                Self::decayed(cfg, r, now);
+                r.failures
+            }
+            None => 0,
+        }
+    }
+
+    /// When `peer`'s cooldown ends, if it is cooling down at `now`.
+    pub fn cooling_until(&self, peer: &PeerId, now: Instant) -> Option<Instant> {
+        self.peers
+            .get(peer)
+            .and_then(|r| r.until)
+            .filter(|u| *u > now)
+    }
+
+    /// Peers cooling down at `now`, with the end of their cooldown.
+    pub fn in_cooldown(&self, now: Instant) -> Vec<(PeerId, Instant)> {
+        let mut v: Vec<_> = self
+            .peers
+            .iter()
+            .filter_map(|(p, r)| r.until.filter(|u| *u > now).map(|u| (*p, u)))
+            .collect();
+        v.sort_by_key(|(_, u)| *u);
+        v
+    }
+
+    /// Forgets peers with no failures left and no cooldown (bounded memory).
+    pub fn prune(&mut self, cfg: &CooldownConfig, now: Instant) {
+        self.peers.retain(|_, r| {
+            Self::decayed(cfg, r, now);
+            r.failures > 0 || r.until.is_some_and(|u| u > now)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn cfg() -> CooldownConfig {
+        CooldownConfig {
+            per_failure: 5 * MIN,
+            max: 60 * MIN,
+            decay: 60 * MIN,
+        }
+    }
+
+    fn peer() -> PeerId {
+        crate::crypto::NodeIdentity::generate().peer_id()
+    }
+
+    #[test]
+    fn first_failure_has_no_cooldown() {
+        let (mut c, p, t) = (Cooldowns::default(), peer(), Instant::now());
+        assert_eq!(c.record_failure(&cfg(), p, false, t), Duration::ZERO);
+        assert_eq!(c.cooling_until(&p, t), None);
+    }
+
+    #[test]
+    fn second_failure_cools_down_five_minutes() {
+        let (mut c, p, t) = (Cooldowns::default(), peer(), Instant::now());
+        c.record_failure(&cfg(), p, false, t);
+        assert_eq!(c.record_failure(&cfg(), p, false, t + MIN), 5 * MIN);
+        assert_eq!(c.cooling_until(&p, t + MIN), Some(t + 6 * MIN));
+        assert_eq!(c.cooling_until(&p, t + 6 * MIN), None, "cooldown expires");
+    }
+
+    #[test]
+    fn cooldown_grows_with_failures_and_caps_at_sixty_minutes() {
+        let (mut c, p, t) = (Cooldowns::default(), peer(), Instant::now());
+        let got: Vec<Duration> = (0..15)
+            .map(|i| c.record_failure(&cfg(), p, false, t + MIN * i))
+            .collect();
+        assert_eq!(got[2], 10 * MIN);
+        assert_eq!(got[3], 15 * MIN);
+        assert_eq!(got[14], 60 * MIN);
+    }
+
+    #[test]
+    fn critical_error_cools_down_sixty_minutes() {
+        let (mut c, p, t) = (Cooldowns::default(), peer(), Instant::now());
+        assert_eq!(c.record_failure(&cfg(), p, true, t), 60 * MIN);
+    }
+
+    #[test]
+    fn failure_counts_decay_after_a_quiet_period() {
+        let (mut c, p, t) = (Cooldowns::default(), peer(), Instant::now());
+        for i in 0..3 {
+            c.record_failure(&cfg(), p, false, t + MIN * i);
+        }
+        assert_eq!(c.failures(&cfg(), &p, t + 3 * MIN), 3);
+        assert_eq!(
+            c.failures(&cfg(), &p, t + 2 * MIN + 121 * MIN),
+            1,
+            "two quiet hours forgive two"
+        );
+        // After a long quiet, the next failure is a first failure again.
+        assert_eq!(
+            c.record_failure(&cfg(), p, false, t + 10 * 60 * MIN),
+            Duration::ZERO
+        );
+    }
+}

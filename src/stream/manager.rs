@@ -1,0 +1,652 @@
+//! The stream manager core (DESIGN.md §7): which streams are active, which
+//! are held in reserve, who cools down, when to discover. Sans-IO: every
+//! input takes `now`, every decision comes back as [`Action`]s for the driver
+//! to carry out; it never touches a socket or reads the clock.
+//!
+//! Rules (the guide's, with the names its config keys use):
+//! - active streams are kept between the low caps and `DiscHighCap`; extra
+//!   streams go to a reserve of up to `MaxReservedStreams`, and beyond that
+//!   are closed;
+//! - every `CheckInterval`: below `DiscSoftLowCap` → discover `DiscBatch`;
+//! - on removal: promote from the reserve at once; still below
+//!   `DiscHardLowCap` → discover now;
+//! - a discovery that brings nobody new, or times out after
+//!   `DiscoveryTimeout`, backs off before the next one;
+//! - at most `SetupConcurrency` dials at once, each given `ConnectTimeout`;
+//! - removal cools the peer down ([`super::cooldown`]); trusted peers are
+//!   dialled first and never removed, even on critical errors;
+//! - a stream persistently far slower than the others is swapped for a
+//!   reserve stream when there is one (reason `slow`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use libp2p_identity::PeerId;
+
+use super::cooldown::{CooldownConfig, Cooldowns};
+use crate::config::SyncConfig;
+use crate::metrics::names;
+use crate::net::{CloseReason, StreamId, StreamInfo};
+
+/// A dialable peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerAddr {
+    /// Who.
+    pub peer: PeerId,
+    /// Where.
+    pub addr: SocketAddr,
+}
+
+/// Why a stream was removed (metric label `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RemovalReason {
+    /// Proven invalid data or a protocol violation.
+    CriticalError,
+    /// Disconnects, timeouts, failed dials.
+    ConnectionFailure,
+    /// Persistently far slower than the other streams.
+    Slow,
+    /// An answer that does not fit the request (short of proven invalid).
+    InvalidResponse,
+    /// Kept requesting past `rate_limited`.
+    RateLimitViolation,
+    /// Another network, shard, service or major version.
+    ProtocolMismatch,
+}
+
+impl RemovalReason {
+    /// The metric label (one of `metrics::names::REMOVAL_REASONS`).
+    pub fn label(self) -> &'static str {
+        match self {
+            RemovalReason::CriticalError => "critical error",
+            RemovalReason::ConnectionFailure => "connection failure",
+            RemovalReason::Slow => "slow",
+            RemovalReason::InvalidResponse => "invalid response",
+            RemovalReason::RateLimitViolation => "rate-limit violation",
+            RemovalReason::ProtocolMismatch => "protocol mismatch",
+        }
+    }
+
+    /// Whether the removal cools the peer down for the maximum.
+    pub fn is_critical(self) -> bool {
+        matches!(
+            self,
+            RemovalReason::CriticalError
+                | RemovalReason::RateLimitViolation
+                | RemovalReason::ProtocolMismatch
+        )
+    }
+
+    /// The reason a network close amounts to.
+    pub fn from_close(r: &CloseReason) -> Self {
+        match r.label() {
+            "critical error" => RemovalReason::CriticalError,
+            "invalid response" => RemovalReason::InvalidResponse,
+            "rate-limit violation" => RemovalReason::RateLimitViolation,
+            "protocol mismatch" => RemovalReason::ProtocolMismatch,
+            _ => RemovalReason::ConnectionFailure,
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Dial a peer.
+    Dial(PeerAddr),
+    /// Close a stream. `reason: None` is housekeeping (duplicate, pools
+    /// full, peer cooling down), not a failure.
+    Close {
+        /// The stream.
+        stream: StreamId,
+        /// Why, if it is a removal.
+        reason: Option<RemovalReason>,
+    },
+    /// Ask the discovery sources for up to `count` peers; answer with
+    /// [`StreamManager::on_discovered`].
+    Discover {
+        /// How many peers are wanted.
+        count: usize,
+    },
+    /// A stream joined the active pool: subscribers may use it.
+    Activated(StreamInfo),
+    /// A stream left the active pool.
+    Deactivated(StreamId),
+}
+
+/// Settings of the stream manager (from `[Sync]`).
+#[derive(Clone, Copy, Debug)]
+pub struct StreamManagerConfig {
+    /// `DiscHardLowCap`.
+    pub hard_low_cap: usize,
+    /// `DiscSoftLowCap`.
+    pub soft_low_cap: usize,
+    /// `DiscHighCap`.
+    pub high_cap: usize,
+    /// `DiscBatch`.
+    pub disc_batch: usize,
+    /// `MaxReservedStreams`.
+    pub max_reserved: usize,
+    /// `SetupConcurrency`.
+    pub setup_concurrency: usize,
+    /// `CheckInterval`.
+    pub check_interval: Duration,
+    /// `DiscoveryTimeout`.
+    pub discovery_timeout: Duration,
+    /// `ConnectTimeout`.
+    pub connect_timeout: Duration,
+    /// Back-off after a discovery that found nobody new.
+    pub discovery_backoff: Duration,
+    /// Cooldown rules.
+    pub cooldown: CooldownConfig,
+    /// A stream is slow when its throughput is below the median divided by this.
+    pub slow_factor: f64,
+    /// Consecutive slow reports before a slow stream is swapped.
+    pub slow_reports: u32,
+}
+
+impl StreamManagerConfig {
+    /// From the `[Sync]` section.
+    pub fn from_sync(s: &SyncConfig) -> Self {
+        StreamManagerConfig {
+            hard_low_cap: s.disc_hard_low_cap,
+            soft_low_cap: s.disc_soft_low_cap,
+            high_cap: s.disc_high_cap,
+            disc_batch: s.disc_batch,
+            max_reserved: s.max_reserved_streams,
+            setup_concurrency: s.setup_concurrency,
+            check_interval: s.check_interval,
+            discovery_timeout: s.discovery_timeout,
+            connect_timeout: s.connect_timeout,
+            discovery_backoff: s.check_interval,
+            cooldown: CooldownConfig {
+                per_failure: s.removal_cooldown_duration,
+                max: s.max_removal_cooldown_duration,
+                decay: s.max_removal_cooldown_duration,
+            },
+            slow_factor: 4.0,
+            slow_reports: 3,
+        }
+    }
+}
+
+/// Discovery progress, for status displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiscoveryState {
+    /// Not discovering.
+    Idle,
+    /// Waiting for discovery results since this instant.
+    Running(Instant),
+    /// The last discovery found nobody: no new one before this instant.
+    BackingOff(Instant),
+}
+
+/// A snapshot for `status()`.
+#[derive(Clone, Debug)]
+pub struct StreamStatus {
+    /// Active streams.
+    pub active: usize,
+    /// Reserve streams.
+    pub reserved: usize,
+    /// Dials in progress.
+    pub setting_up: usize,
+    /// Peers cooling down, with the end of their cooldown.
+    pub in_cooldown: Vec<(PeerId, Instant)>,
+    /// Discovery state.
+    pub discovery: DiscoveryState,
+}
+
+struct Setup {
+    addr: SocketAddr,
+    started: Instant,
+    discovered: bool,
+}
+
+/// The stream manager.
+pub struct StreamManager {
+    cfg: StreamManagerConfig,
+    trusted: Vec<PeerAddr>,
+    trusted_ids: HashSet<PeerId>,
+    active: HashMap<StreamId, StreamInfo>,
+    reserved: VecDeque<StreamInfo>,
+    by_peer: HashMap<PeerId, StreamId>,
+    setups: HashMap<PeerId, Setup>,
+    candidates: VecDeque<PeerAddr>,
+    cooldowns: Cooldowns,
+    discovery: DiscoveryState,
+    next_check: Instant,
+    slow_strikes: HashMap<StreamId, u32>,
+    closing: HashSet<StreamId>,
+}
+
+impl std::fmt::Debug for StreamManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamManager")
+            .field("active", &self.active.len())
+            .field("reserved", &self.reserved.len())
+            .field("setups", &self.setups.len())
+            .finish()
+    }
+}
+
+impl StreamManager {
+    /// A manager that will dial `trusted` peers first.
+    pub fn new(cfg: StreamManagerConfig, trusted: Vec<PeerAddr>, now: Instant) -> Self {
+        StreamManager {
+            trusted_ids: trusted.iter().map(|p| p.peer).collect(),
+            trusted,
+            cfg,
+            active: HashMap::new(),
+            reserved: VecDeque::new(),
+            by_peer: HashMap::new(),
+            setups: HashMap::new(),
+            candidates: VecDeque::new(),
+            cooldowns: Cooldowns::default(),
+            discovery: DiscoveryState::Idle,
+            next_check: now + cfg.check_interval,
+            slow_strikes: HashMap::new(),
+            closing: HashSet::new(),
+        }
+    }
+
+    /// Starts: dials the trusted peers, then discovers.
+    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let trusted = self.trusted.clone();
+        self.candidates.extend(trusted);
+        self.dial_candidates(now, &mut out);
+        self.discover(now, &mut out);
+        out
+    }
+
+    // ---- views ----
+
+    /// Active streams.
+    pub fn active(&self) -> impl Iterator<Item = &StreamInfo> {
+        self.active.values()
+    }
+
+    /// Number of active streams.
+    pub fn active_count(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Number of reserve streams.
+    pub fn reserved_count(&self) -> usize {
+        self.reserved.len()
+    }
+
+    /// Whether `peer` is trusted.
+    pub fn is_trusted(&self, peer: &PeerId) -> bool {
+        self.trusted_ids.contains(peer)
+    }
+
+    /// When `peer`'s cooldown ends, if it is cooling down.
+    pub fn cooling_until(&self, peer: &PeerId, now: Instant) -> Option<Instant> {
+        self.cooldowns.cooling_until(peer, now)
+    }
+
+    /// A status snapshot.
+    pub fn status(&self, now: Instant) -> StreamStatus {
+        StreamStatus {
+            active: self.active.len(),
+            reserved: self.reserved.len(),
+            setting_up: self.setups.len(),
+            in_cooldown: self.cooldowns.in_cooldown(now),
+            discovery: self.discovery,
+        }
+    }
+
+    /// The next instant [`StreamManager::on_tick`] has work.
+    pub fn next_deadline(&self) -> Instant {
+        let mut t = self.next_check;
+        if let DiscoveryState::Running(s) = self.discovery {
+            t = t.min(s + self.cfg.discovery_timeout);
+        }
+        if let Some(s) = self
+            .setups
+            .values()
+            .map(|s| s.started + self.cfg.connect_timeout)
+            .min()
+        {
+            t = t.min(s);
+        }
+        t
+    }
+
+    // ---- inputs ----
+
+    /// A stream completed its handshake.
+    pub fn on_stream_up(&mut self, info: StreamInfo, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let setup = self.setups.remove(&info.peer_id);
+        if let Some(s) = &setup {
+            metrics::histogram!(names::SETUP_STREAM_DURATION)
+                .record(now.saturating_duration_since(s.started).as_secs_f64());
+            if s.discovered {
+                metrics::counter!(names::DISCOVER_PEERS).increment(1);
+            }
+        }
+        let trusted = self.is_trusted(&info.peer_id);
+        let housekeeping = |stream| Action::Close {
+            stream,
+            reason: None,
+        };
+        let duplicate = self.by_peer.contains_key(&info.peer_id);
+        let cooling = !trusted && self.cooldowns.cooling_until(&info.peer_id, now).is_some();
+        if duplicate || cooling {
+            out.push(housekeeping(info.id));
+        } else if self.active.len() < self.cfg.high_cap || trusted {
+            self.by_peer.insert(info.peer_id, info.id);
+            self.activate(info, &mut out);
+        } else if self.reserved.len() < self.cfg.max_reserved {
+            self.by_peer.insert(info.peer_id, info.id);
+            self.reserved.push_back(info);
+            self.gauges();
+        } else {
+            out.push(housekeeping(info.id));
+        }
+        for a in &out {
+            if let Action::Close { stream, .. } = a {
+                self.closing.insert(*stream);
+            }
+        }
+        self.dial_candidates(now, &mut out);
+        out
+    }
+
+    /// The network closed a stream or a dial failed (`info` is `None` for a
+    /// connection that never opened; `addr` identifies a failed dial).
+    pub fn on_stream_down(
+        &mut self,
+        id: StreamId,
+        info: Option<&StreamInfo>,
+        peer: Option<PeerId>,
+        addr: SocketAddr,
+        reason: &CloseReason,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.closing.remove(&id) {
+            // We closed it ourselves and already accounted for it.
+            self.dial_candidates(now, &mut out);
+            return out;
+        }
+        let removal = RemovalReason::from_close(reason);
+        if let Some(info) = info {
+            if self.detach(id, &mut out) {
+                self.account(info.peer_id, removal, now);
+                if self.is_trusted(&info.peer_id) {
+                    // Never lost for good: reconnect now.
+                    self.candidates.push_front(PeerAddr {
+                        peer: info.peer_id,
+                        addr: info.addr,
+                    });
+                }
+                self.after_removal(now, &mut out);
+            }
+        } else {
+            // A dial that failed, or an inbound handshake refused.
+            let failed = self
+                .setups
+                .iter()
+                .find(|(p, s)| peer.map_or(s.addr == addr, |x| x == **p))
+                .map(|(p, _)| *p);
+            if let Some(p) = failed {
+                self.setups.remove(&p);
+                self.account(p, removal, now);
+            } else if let Some(p) = peer.filter(|_| removal.is_critical()) {
+                self.account(p, removal, now);
+            }
+        }
+        self.dial_candidates(now, &mut out);
+        out
+    }
+
+    /// A consumer (request manager, sync) removes a stream for `reason`.
+    /// Trusted peers are kept (the failure is still counted).
+    pub fn remove_stream(
+        &mut self,
+        id: StreamId,
+        reason: RemovalReason,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let Some(peer) = self.peer_of(id) else {
+            return out;
+        };
+        if self.is_trusted(&peer) {
+            tracing::info!(stream = id, %peer, reason = reason.label(), "trusted peer kept despite removal request");
+            self.cooldowns
+                .record_failure(&self.cfg.cooldown, peer, false, now);
+            return out;
+        }
+        if self.detach(id, &mut out) {
+            self.account(peer, reason, now);
+            self.closing.insert(id);
+            out.push(Action::Close {
+                stream: id,
+                reason: Some(reason),
+            });
+            self.after_removal(now, &mut out);
+        }
+        self.dial_candidates(now, &mut out);
+        out
+    }
+
+    /// Discovery results.
+    pub fn on_discovered(&mut self, peers: Vec<PeerAddr>, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut fresh = 0;
+        for p in peers {
+            if self.by_peer.contains_key(&p.peer)
+                || self.setups.contains_key(&p.peer)
+                || self.candidates.iter().any(|c| c.peer == p.peer)
+                || self.cooldowns.cooling_until(&p.peer, now).is_some()
+            {
+                continue;
+            }
+            fresh += 1;
+            self.candidates.push_back(p);
+        }
+        self.discovery = if fresh == 0 {
+            DiscoveryState::BackingOff(now + self.cfg.discovery_backoff)
+        } else {
+            DiscoveryState::Idle
+        };
+        self.dial_candidates(now, &mut out);
+        out
+    }
+
+    /// Per-stream throughput (e.g. blocks/s) from the request manager.
+    /// Streams below the median / `slow_factor` for `slow_reports` reports in
+    /// a row are swapped for a reserve stream, if there is one.
+    pub fn on_throughput(&mut self, samples: &[(StreamId, f64)], now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut v: Vec<f64> = samples
+            .iter()
+            .filter(|(id, _)| self.active.contains_key(id))
+            .map(|(_, t)| *t)
+            .collect();
+        if v.len() < 3 {
+            return out;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let median = v[v.len() / 2];
+        let mut slow = Vec::new();
+        for (id, t) in samples {
+            if !self.active.contains_key(id) {
+                continue;
+            }
+            if *t * self.cfg.slow_factor < median {
+                let s = self.slow_strikes.entry(*id).or_insert(0);
+                *s += 1;
+                if *s >= self.cfg.slow_reports {
+                    slow.push(*id);
+                }
+            } else {
+                self.slow_strikes.remove(id);
+            }
+        }
+        for id in slow {
+            if self.reserved.is_empty() {
+                break;
+            }
+            self.slow_strikes.remove(&id);
+            out.extend(self.remove_stream(id, RemovalReason::Slow, now));
+        }
+        out
+    }
+
+    /// Timers: the routine check, discovery timeout, dial timeouts.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        let expired: Vec<PeerId> = self
+            .setups
+            .iter()
+            .filter(|(_, s)| now.saturating_duration_since(s.started) >= self.cfg.connect_timeout)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in expired {
+            self.setups.remove(&p);
+            self.account(p, RemovalReason::ConnectionFailure, now);
+        }
+        if let DiscoveryState::Running(s) = self.discovery {
+            if now.saturating_duration_since(s) >= self.cfg.discovery_timeout {
+                self.discovery = DiscoveryState::BackingOff(now + self.cfg.discovery_backoff);
+            }
+        }
+        if now >= self.next_check {
+            self.next_check = now + self.cfg.check_interval;
+            self.cooldowns.prune(&self.cfg.cooldown, now);
+            if self.active.len() < self.cfg.soft_low_cap {
+                self.promote(&mut out);
+                if self.active.len() < self.cfg.soft_low_cap {
+                    self.discover(now, &mut out);
+                }
+            }
+        }
+        self.dial_candidates(now, &mut out);
+        out
+    }
+
+    // ---- internals ----
+
+    fn peer_of(&self, id: StreamId) -> Option<PeerId> {
+        self.active
+            .get(&id)
+            .map(|i| i.peer_id)
+            .or_else(|| self.reserved.iter().find(|i| i.id == id).map(|i| i.peer_id))
+    }
+
+    fn activate(&mut self, info: StreamInfo, out: &mut Vec<Action>) {
+        metrics::counter!(names::ADDED_STREAMS).increment(1);
+        self.active.insert(info.id, info.clone());
+        out.push(Action::Activated(info));
+        self.gauges();
+    }
+
+    /// Removes a stream from whichever pool holds it; true if it was there.
+    fn detach(&mut self, id: StreamId, out: &mut Vec<Action>) -> bool {
+        self.slow_strikes.remove(&id);
+        let info = if let Some(i) = self.active.remove(&id) {
+            out.push(Action::Deactivated(id));
+            i
+        } else if let Some(pos) = self.reserved.iter().position(|i| i.id == id) {
+            match self.reserved.remove(pos) {
+                Some(i) => i,
+                None => return false,
+            }
+        } else {
+            return false;
+        };
+        self.by_peer.remove(&info.peer_id);
+        metrics::counter!(names::REMOVED_STREAMS).increment(1);
+        self.gauges();
+        true
+    }
+
+    fn account(&mut self, peer: PeerId, reason: RemovalReason, now: Instant) {
+        metrics::counter!(names::STREAM_REMOVAL_REASONS, names::LABEL_REASON => reason.label())
+            .increment(1);
+        if reason.is_critical() {
+            metrics::counter!(names::STREAM_CRITICAL_ERRORS).increment(1);
+        }
+        if self.is_trusted(&peer) {
+            return;
+        }
+        let d = self
+            .cooldowns
+            .record_failure(&self.cfg.cooldown, peer, reason.is_critical(), now);
+        if !d.is_zero() {
+            tracing::info!(%peer, reason = reason.label(), cooldown_s = d.as_secs(), "peer cooling down");
+        }
+    }
+
+    fn promote(&mut self, out: &mut Vec<Action>) {
+        while self.active.len() < self.cfg.high_cap {
+            let Some(info) = self.reserved.pop_front() else {
+                break;
+            };
+            self.activate(info, out);
+            if self.active.len() >= self.cfg.soft_low_cap {
+                break;
+            }
+        }
+    }
+
+    fn after_removal(&mut self, now: Instant, out: &mut Vec<Action>) {
+        // Promote at once: one reserve stream per removal.
+        if let Some(info) = self.reserved.pop_front() {
+            self.activate(info, out);
+        }
+        if self.active.len() < self.cfg.hard_low_cap {
+            self.discover(now, out);
+        }
+    }
+
+    fn discover(&mut self, now: Instant, out: &mut Vec<Action>) {
+        match self.discovery {
+            DiscoveryState::Running(_) => return,
+            DiscoveryState::BackingOff(until) if now < until => return,
+            _ => {}
+        }
+        metrics::counter!(names::DISCOVER).increment(1);
+        self.discovery = DiscoveryState::Running(now);
+        out.push(Action::Discover {
+            count: self.cfg.disc_batch,
+        });
+    }
+
+    fn dial_candidates(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let room = (self.cfg.high_cap + self.cfg.max_reserved)
+            .saturating_sub(self.active.len() + self.reserved.len());
+        while self.setups.len() < self.cfg.setup_concurrency && self.setups.len() < room {
+            let Some(p) = self.candidates.pop_front() else {
+                break;
+            };
+            let trusted = self.is_trusted(&p.peer);
+            if self.by_peer.contains_key(&p.peer)
+                || self.setups.contains_key(&p.peer)
+                || (!trusted && self.cooldowns.cooling_until(&p.peer, now).is_some())
+            {
+                continue;
+            }
+            self.setups.insert(
+                p.peer,
+                Setup {
+                    addr: p.addr,
+                    started: now,
+                    discovered: !trusted,
+                },
+            );
+            out.push(Action::Dial(p));
+        }
+    }
+
+    fn gauges(&self) {
+        metrics::gauge!(names::NUM_STREAMS).set(self.active.len() as f64);
+        metrics::gauge!(names::NUM_RESERVED_STREAMS).set(self.reserved.len() as f64);
+    }
+}

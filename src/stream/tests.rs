@@ -1,0 +1,396 @@
+//! Stream manager rules, one test per rule of the guide / DESIGN.md §7,
+//! driven with a manual clock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use libp2p_identity::PeerId;
+
+use super::manager::*;
+use crate::config::{Network, SyncConfig};
+use crate::crypto::NodeIdentity;
+use crate::net::{CloseReason, StreamInfo};
+use crate::wire::ProtocolId;
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn cfg() -> StreamManagerConfig {
+    let mut s = SyncConfig::for_network(Network::Mainnet);
+    s.disc_hard_low_cap = 2;
+    s.disc_soft_low_cap = 3;
+    s.disc_high_cap = 4;
+    s.max_reserved_streams = 2;
+    s.disc_batch = 5;
+    s.setup_concurrency = 3;
+    StreamManagerConfig::from_sync(&s)
+}
+
+struct Fixture {
+    sm: StreamManager,
+    now: Instant,
+    next: u64,
+}
+
+fn peer() -> PeerId {
+    NodeIdentity::generate().peer_id()
+}
+
+fn addr(n: u64) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 10_000 + n as u16))
+}
+
+impl Fixture {
+    fn new(trusted: Vec<PeerAddr>) -> Self {
+        let now = Instant::now();
+        Fixture {
+            sm: StreamManager::new(cfg(), trusted, now),
+            now,
+            next: 1,
+        }
+    }
+
+    fn up_peer(&mut self, p: PeerId) -> (StreamInfo, Vec<Action>) {
+        let info = StreamInfo {
+            id: self.next,
+            peer_id: p,
+            addr: addr(self.next),
+            protocol: ProtocolId::sync(Network::Mainnet, 0),
+            inbound: true,
+        };
+        self.next += 1;
+        let a = self.sm.on_stream_up(info.clone(), self.now);
+        (info, a)
+    }
+
+    fn up(&mut self) -> (StreamInfo, Vec<Action>) {
+        self.up_peer(peer())
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Action> {
+        self.now += d;
+        self.sm.on_tick(self.now)
+    }
+}
+
+fn discovers(a: &[Action]) -> bool {
+    a.iter().any(|x| matches!(x, Action::Discover { .. }))
+}
+
+fn activated(a: &[Action]) -> Vec<u64> {
+    a.iter()
+        .filter_map(|x| match x {
+            Action::Activated(i) => Some(i.id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn streams_fill_active_up_to_high_cap_then_reserve_then_are_closed() {
+    let mut f = Fixture::new(vec![]);
+    for _ in 0..4 {
+        assert_eq!(activated(&f.up().1).len(), 1);
+    }
+    for _ in 0..2 {
+        let (_, a) = f.up();
+        assert!(
+            activated(&a).is_empty(),
+            "beyond DiscHighCap goes to reserve"
+        );
+    }
+    assert_eq!((f.sm.active_count(), f.sm.reserved_count()), (4, 2));
+    let (info, a) = f.up();
+    assert!(
+        a.contains(&Action::Close {
+            stream: info.id,
+            reason: None
+        }),
+        "beyond MaxReservedStreams is closed"
+    );
+}
+
+#[test]
+fn removal_promotes_reserved_stream_immediately() {
+    let mut f = Fixture::new(vec![]);
+    let first = f.up().0;
+    for _ in 0..4 {
+        f.up();
+    }
+    assert_eq!(f.sm.reserved_count(), 1);
+    let a =
+        f.sm.remove_stream(first.id, RemovalReason::InvalidResponse, f.now);
+    assert!(a.contains(&Action::Deactivated(first.id)));
+    assert_eq!(
+        activated(&a).len(),
+        1,
+        "a reserve stream replaces it in the same step"
+    );
+    assert_eq!((f.sm.active_count(), f.sm.reserved_count()), (4, 0));
+}
+
+#[test]
+fn below_hard_cap_discovers_at_once() {
+    let mut f = Fixture::new(vec![]);
+    let a = f.up().0;
+    let b = f.up().0;
+    let acts =
+        f.sm.remove_stream(a.id, RemovalReason::ConnectionFailure, f.now);
+    assert!(discovers(&acts), "1 active < hard cap 2: discover now");
+    let _ = b;
+}
+
+#[test]
+fn removal_above_hard_cap_does_not_discover_at_once() {
+    let mut f = Fixture::new(vec![]);
+    let a = f.up().0;
+    f.up();
+    f.up();
+    let acts =
+        f.sm.remove_stream(a.id, RemovalReason::ConnectionFailure, f.now);
+    assert!(
+        !discovers(&acts),
+        "2 active = hard cap: wait for the routine check"
+    );
+}
+
+#[test]
+fn below_soft_cap_discovers_on_check() {
+    let mut f = Fixture::new(vec![]);
+    f.up();
+    f.up();
+    assert!(
+        !discovers(&f.advance(Duration::from_secs(29))),
+        "not before CheckInterval"
+    );
+    assert!(
+        discovers(&f.advance(Duration::from_secs(1))),
+        "2 < soft cap 3 at the check"
+    );
+}
+
+#[test]
+fn at_soft_cap_the_check_does_not_discover() {
+    let mut f = Fixture::new(vec![]);
+    for _ in 0..3 {
+        f.up();
+    }
+    assert!(!discovers(&f.advance(Duration::from_secs(30))));
+}
+
+#[test]
+fn discovery_that_found_nobody_backs_off() {
+    let mut f = Fixture::new(vec![]);
+    assert!(discovers(&f.sm.start(f.now)));
+    f.sm.on_discovered(vec![], f.now);
+    assert!(matches!(
+        f.sm.status(f.now).discovery,
+        DiscoveryState::BackingOff(_)
+    ));
+    // The next check falls inside the back-off (= CheckInterval here) only if
+    // it comes earlier; at the check after the back-off it discovers again.
+    assert!(discovers(&f.advance(Duration::from_secs(30))));
+}
+
+#[test]
+fn discovery_times_out() {
+    let mut f = Fixture::new(vec![]);
+    f.sm.start(f.now);
+    f.advance(Duration::from_secs(10));
+    assert!(matches!(
+        f.sm.status(f.now).discovery,
+        DiscoveryState::BackingOff(_)
+    ));
+}
+
+#[test]
+fn setup_concurrency_limits_dials() {
+    let mut f = Fixture::new(vec![]);
+    f.sm.start(f.now);
+    let peers: Vec<PeerAddr> = (0..5)
+        .map(|i| PeerAddr {
+            peer: peer(),
+            addr: addr(100 + i),
+        })
+        .collect();
+    let a = f.sm.on_discovered(peers.clone(), f.now);
+    assert_eq!(
+        a.iter().filter(|x| matches!(x, Action::Dial(_))).count(),
+        3,
+        "SetupConcurrency 3"
+    );
+    // One setup completes: the next candidate is dialled.
+    let (_, a) = f.up_peer(peers[0].peer);
+    assert_eq!(a.iter().filter(|x| matches!(x, Action::Dial(_))).count(), 1);
+}
+
+#[test]
+fn connect_timeout_counts_as_a_failure_and_frees_the_slot() {
+    let mut f = Fixture::new(vec![]);
+    f.sm.start(f.now);
+    let peers: Vec<PeerAddr> = (0..4)
+        .map(|i| PeerAddr {
+            peer: peer(),
+            addr: addr(200 + i),
+        })
+        .collect();
+    f.sm.on_discovered(peers, f.now);
+    assert_eq!(f.sm.status(f.now).setting_up, 3);
+    let a = f.advance(Duration::from_secs(60));
+    assert_eq!(
+        a.iter().filter(|x| matches!(x, Action::Dial(_))).count(),
+        1,
+        "fourth candidate dialled"
+    );
+}
+
+#[test]
+fn trusted_peers_are_dialled_first() {
+    let t = PeerAddr {
+        peer: peer(),
+        addr: addr(1),
+    };
+    let mut f = Fixture::new(vec![t]);
+    let a = f.sm.start(f.now);
+    assert_eq!(a.first(), Some(&Action::Dial(t)));
+}
+
+#[test]
+fn trusted_peer_survives_critical_error() {
+    let t = PeerAddr {
+        peer: peer(),
+        addr: addr(1),
+    };
+    let mut f = Fixture::new(vec![t]);
+    f.sm.start(f.now);
+    let (info, _) = f.up_peer(t.peer);
+    let a =
+        f.sm.remove_stream(info.id, RemovalReason::CriticalError, f.now);
+    assert!(a.is_empty(), "no close, no deactivation: {a:?}");
+    assert_eq!(f.sm.active_count(), 1);
+    assert_eq!(f.sm.cooling_until(&t.peer, f.now), None);
+}
+
+#[test]
+fn trusted_peer_lost_by_the_network_is_redialled_at_once() {
+    let t = PeerAddr {
+        peer: peer(),
+        addr: addr(1),
+    };
+    let mut f = Fixture::new(vec![t]);
+    f.sm.start(f.now);
+    let (info, _) = f.up_peer(t.peer);
+    let a = f.sm.on_stream_down(
+        info.id,
+        Some(&info),
+        Some(t.peer),
+        info.addr,
+        &CloseReason::PeerClosed,
+        f.now,
+    );
+    assert!(a.contains(&Action::Dial(t)));
+}
+
+#[test]
+fn critical_error_cools_down_sixty_minutes() {
+    let mut f = Fixture::new(vec![]);
+    let (info, _) = f.up();
+    f.sm.remove_stream(info.id, RemovalReason::CriticalError, f.now);
+    assert_eq!(
+        f.sm.cooling_until(&info.peer_id, f.now),
+        Some(f.now + 60 * MIN)
+    );
+    // Discovery offering it again does not dial it.
+    f.sm.start(f.now);
+    let a = f.sm.on_discovered(
+        vec![PeerAddr {
+            peer: info.peer_id,
+            addr: info.addr,
+        }],
+        f.now,
+    );
+    assert!(!a.iter().any(|x| matches!(x, Action::Dial(_))));
+    // An inbound stream from it is closed without counting a new failure.
+    let (again, a) = f.up_peer(info.peer_id);
+    assert!(a.contains(&Action::Close {
+        stream: again.id,
+        reason: None
+    }));
+}
+
+#[test]
+fn second_failure_cools_down_five_minutes() {
+    let mut f = Fixture::new(vec![]);
+    let p = peer();
+    let (a1, _) = f.up_peer(p);
+    f.sm.on_stream_down(
+        a1.id,
+        Some(&a1),
+        Some(p),
+        a1.addr,
+        &CloseReason::PeerClosed,
+        f.now,
+    );
+    assert_eq!(
+        f.sm.cooling_until(&p, f.now),
+        None,
+        "first failure: no cooldown"
+    );
+    let (a2, _) = f.up_peer(p);
+    f.sm.on_stream_down(
+        a2.id,
+        Some(&a2),
+        Some(p),
+        a2.addr,
+        &CloseReason::PeerClosed,
+        f.now,
+    );
+    assert_eq!(f.sm.cooling_until(&p, f.now), Some(f.now + 5 * MIN));
+}
+
+#[test]
+fn slow_stream_is_swapped_for_a_reserve_stream() {
+    let mut f = Fixture::new(vec![]);
+    let ids: Vec<u64> = (0..4).map(|_| f.up().0.id).collect();
+    let reserve = f.up().0.id;
+    let samples: Vec<(u64, f64)> = ids
+        .iter()
+        .map(|id| (*id, if *id == ids[0] { 10.0 } else { 1000.0 }))
+        .collect();
+    assert!(f.sm.on_throughput(&samples, f.now).is_empty());
+    assert!(f.sm.on_throughput(&samples, f.now).is_empty());
+    let a = f.sm.on_throughput(&samples, f.now);
+    assert!(a.contains(&Action::Close {
+        stream: ids[0],
+        reason: Some(RemovalReason::Slow)
+    }));
+    assert_eq!(activated(&a), vec![reserve]);
+}
+
+#[test]
+fn slow_stream_is_kept_when_there_is_no_reserve() {
+    let mut f = Fixture::new(vec![]);
+    let ids: Vec<u64> = (0..4).map(|_| f.up().0.id).collect();
+    let samples: Vec<(u64, f64)> = ids
+        .iter()
+        .map(|id| (*id, if *id == ids[0] { 1.0 } else { 1000.0 }))
+        .collect();
+    for _ in 0..5 {
+        assert!(
+            f.sm.on_throughput(&samples, f.now).is_empty(),
+            "no starving the pool"
+        );
+    }
+}
+
+#[test]
+fn duplicate_stream_to_a_connected_peer_is_closed() {
+    let mut f = Fixture::new(vec![]);
+    let p = peer();
+    f.up_peer(p);
+    let (dup, a) = f.up_peer(p);
+    assert!(a.contains(&Action::Close {
+        stream: dup.id,
+        reason: None
+    }));
+    assert_eq!(f.sm.active_count(), 1);
+}
