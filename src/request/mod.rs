@@ -4,5 +4,11 @@
 //! replaces it as the engine's client.
 
 pub mod direct;
+pub mod manager;
+#[cfg(test)]
+mod tests;
 
 pub use direct::{ClientError, DirectClient};
+pub use manager::{
+    HealthStats, Priority, RequestError, RequestManager, RequestOptions, RmAction, RmConfig, Ticket,
+};
