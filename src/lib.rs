@@ -28,6 +28,7 @@
 pub mod chain;
 pub mod config;
 pub mod crypto;
+pub mod host;
 pub mod metrics;
 pub mod net;
 pub mod request;

@@ -38,6 +38,10 @@ pub enum CloseReason {
     /// The peer closed the connection.
     #[error("peer closed the connection")]
     PeerClosed,
+    /// The peer announced it was closing on purpose (pools full, duplicate,
+    /// shutdown), then closed: not a failure.
+    #[error("peer went away on purpose: {0}")]
+    PeerGoingAway(String),
     /// A socket error.
     #[error("i/o: {0}")]
     Io(String),

@@ -69,6 +69,7 @@ struct Conn {
     written: u64,
     permits: VecDeque<(u64, WritePermit)>,
     deadline: Option<Instant>,
+    goodbye: Option<String>,
 }
 
 struct Counters {
@@ -256,6 +257,7 @@ impl Reactor {
                 written: 0,
                 permits: VecDeque::new(),
                 deadline: Some(deadline),
+                goodbye: None,
             },
         );
         id
@@ -271,7 +273,12 @@ impl Reactor {
                     frame,
                     permit,
                 } => self.send(stream, &frame, permit),
-                Command::Close { stream, reason } => self.close(stream, reason),
+                Command::Close { stream, reason } => {
+                    if matches!(reason, CloseReason::Local(_)) {
+                        self.say_goodbye(stream, &reason.to_string());
+                    }
+                    self.close(stream, reason)
+                }
                 Command::Shutdown => return false,
             }
         }
@@ -384,7 +391,13 @@ impl Reactor {
                 return;
             };
             let n = match c.socket.read(&mut self.scratch) {
-                Ok(0) => return self.close(id, CloseReason::PeerClosed),
+                Ok(0) => {
+                    let reason = match c.goodbye.take() {
+                        Some(why) => CloseReason::PeerGoingAway(why),
+                        None => CloseReason::PeerClosed,
+                    };
+                    return self.close(id, reason);
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -479,6 +492,14 @@ impl Reactor {
             }
         };
         self.counters.msg_read.increment(1);
+        if msg.is_going_away() {
+            if let (Some(c), Message::Response(_, Response::Error { message, .. })) =
+                (self.conns.get_mut(&id), msg)
+            {
+                c.goodbye = Some(message);
+            }
+            return true;
+        }
         let peer = match self.conns.get(&id).and_then(|c| c.info.as_ref()) {
             Some(i) => i.peer_id,
             None => return false,
@@ -585,7 +606,21 @@ impl Reactor {
     fn close_all(&mut self, reason: CloseReason) {
         let ids: Vec<StreamId> = self.conns.keys().copied().collect();
         for id in ids {
+            if reason == CloseReason::Shutdown {
+                self.say_goodbye(id, "shutting down");
+            }
             self.close(id, reason.clone());
+        }
+    }
+
+    /// Best effort: tell an open stream's peer we close it on purpose.
+    fn say_goodbye(&mut self, id: StreamId, why: &str) {
+        let open = self
+            .conns
+            .get(&id)
+            .is_some_and(|c| matches!(c.phase, Phase::Open));
+        if open {
+            self.send(id, &Message::going_away(why).encode(), None);
         }
     }
 

@@ -76,6 +76,17 @@ impl Cooldowns {
         d
     }
 
+    /// Keeps `peer` from being dialled until `until` without counting a
+    /// failure (it went away on purpose, e.g. its pools were full).
+    pub fn pause(&mut self, peer: PeerId, until: Instant) {
+        let r = self.peers.entry(peer).or_insert(Record {
+            failures: 0,
+            last_failure: until,
+            until: None,
+        });
+        r.until = Some(r.until.map_or(until, |u| u.max(until)));
+    }
+
     /// Failures currently counted against `peer`.
     pub fn failures(&mut self, cfg: &CooldownConfig, peer: &PeerId, now: Instant) -> u32 {
         match self.peers.get_mut(peer) {

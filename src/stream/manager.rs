@@ -206,6 +206,8 @@ struct Setup {
 /// The stream manager.
 pub struct StreamManager {
     cfg: StreamManagerConfig,
+    me: PeerId,
+    trusted_retry: Vec<PeerAddr>,
     trusted: Vec<PeerAddr>,
     trusted_ids: HashSet<PeerId>,
     active: HashMap<StreamId, StreamInfo>,
@@ -231,9 +233,11 @@ impl std::fmt::Debug for StreamManager {
 }
 
 impl StreamManager {
-    /// A manager that will dial `trusted` peers first.
-    pub fn new(cfg: StreamManagerConfig, trusted: Vec<PeerAddr>, now: Instant) -> Self {
+    /// A manager for the node `me` that will dial `trusted` peers first.
+    pub fn new(cfg: StreamManagerConfig, me: PeerId, trusted: Vec<PeerAddr>, now: Instant) -> Self {
         StreamManager {
+            me,
+            trusted_retry: Vec::new(),
             trusted_ids: trusted.iter().map(|p| p.peer).collect(),
             trusted,
             cfg,
@@ -333,11 +337,26 @@ impl StreamManager {
             stream,
             reason: None,
         };
-        let duplicate = self.by_peer.contains_key(&info.peer_id);
         let cooling = !trusted && self.cooldowns.cooling_until(&info.peer_id, now).is_some();
-        if duplicate || cooling {
+        if let Some(&existing) = self.by_peer.get(&info.peer_id) {
+            // Two streams to one peer (simultaneous dials): both sides keep
+            // the one dialled by the lower PeerId, so they agree.
+            let preferred = self.me.min(info.peer_id);
+            let dialer = |inbound: bool| if inbound { info.peer_id } else { self.me };
+            let existing_inbound = self.info_of(existing).is_some_and(|i| i.inbound);
+            if dialer(info.inbound) == preferred && dialer(existing_inbound) != preferred {
+                self.replace(existing, info, &mut out);
+            } else {
+                out.push(housekeeping(info.id));
+            }
+        } else if cooling {
             out.push(housekeeping(info.id));
-        } else if self.active.len() < self.cfg.high_cap || trusted {
+        } else if self.active.len() < self.cfg.high_cap {
+            self.by_peer.insert(info.peer_id, info.id);
+            self.activate(info, &mut out);
+        } else if trusted {
+            // Trusted peers always get an active slot: demote someone else.
+            self.demote_one(&mut out);
             self.by_peer.insert(info.peer_id, info.id);
             self.activate(info, &mut out);
         } else if self.reserved.len() < self.cfg.max_reserved {
@@ -374,15 +393,21 @@ impl StreamManager {
             return out;
         }
         let removal = RemovalReason::from_close(reason);
+        let going_away = matches!(reason, CloseReason::PeerGoingAway(_));
         if let Some(info) = info {
             if self.detach(id, &mut out) {
-                self.account(info.peer_id, removal, now);
-                if self.is_trusted(&info.peer_id) {
-                    // Never lost for good: reconnect now.
-                    self.candidates.push_front(PeerAddr {
-                        peer: info.peer_id,
-                        addr: info.addr,
-                    });
+                if going_away {
+                    // Not a failure; but it closed on purpose (likely full):
+                    // leave it alone for a while.
+                    self.cooldowns
+                        .pause(info.peer_id, now + self.cfg.cooldown.per_failure);
+                } else {
+                    self.account(info.peer_id, removal, now);
+                }
+                if let Some(t) = self.trusted.iter().find(|t| t.peer == info.peer_id) {
+                    // Never lost for good: redialled at the next check (not
+                    // in a tight loop if it keeps refusing us).
+                    self.trusted_retry.push(*t);
                 }
                 self.after_removal(now, &mut out);
             }
@@ -459,6 +484,29 @@ impl StreamManager {
         out
     }
 
+    /// Peers learned outside a discovery round (peer exchange answers):
+    /// added as candidates and dialled when there is room; the discovery
+    /// state is left alone.
+    pub fn on_peers_learned(&mut self, peers: Vec<PeerAddr>, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        for p in peers {
+            if !self.by_peer.contains_key(&p.peer)
+                && !self.setups.contains_key(&p.peer)
+                && !self.candidates.iter().any(|c| c.peer == p.peer)
+                && self.cooldowns.cooling_until(&p.peer, now).is_none()
+            {
+                self.candidates.push_back(p);
+            }
+        }
+        self.dial_candidates(now, &mut out);
+        out
+    }
+
+    /// Whether `peer` has a stream (active or reserve).
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.by_peer.contains_key(peer)
+    }
+
     /// Per-stream throughput (e.g. blocks/s) from the request manager.
     /// Streams below the median / `slow_factor` for `slow_reports` reports in
     /// a row are swapped for a reserve stream, if there is one.
@@ -519,6 +567,11 @@ impl StreamManager {
         }
         if now >= self.next_check {
             self.next_check = now + self.cfg.check_interval;
+            for t in std::mem::take(&mut self.trusted_retry) {
+                if !self.by_peer.contains_key(&t.peer) {
+                    self.candidates.push_front(t);
+                }
+            }
             self.cooldowns.prune(&self.cfg.cooldown, now);
             if self.active.len() < self.cfg.soft_low_cap {
                 self.promote(&mut out);
@@ -532,6 +585,58 @@ impl StreamManager {
     }
 
     // ---- internals ----
+
+    /// Moves one non-trusted active stream to the reserve (or closes it if
+    /// the reserve is full) to make room.
+    fn demote_one(&mut self, out: &mut Vec<Action>) {
+        let Some(id) = self
+            .active
+            .values()
+            .find(|i| !self.trusted_ids.contains(&i.peer_id))
+            .map(|i| i.id)
+        else {
+            return;
+        };
+        let Some(info) = self.active.remove(&id) else {
+            return;
+        };
+        out.push(Action::Deactivated(id));
+        if self.reserved.len() < self.cfg.max_reserved {
+            self.reserved.push_front(info);
+        } else {
+            self.by_peer.remove(&info.peer_id);
+            self.closing.insert(id);
+            out.push(Action::Close {
+                stream: id,
+                reason: None,
+            });
+        }
+        self.gauges();
+    }
+
+    fn info_of(&self, id: StreamId) -> Option<&StreamInfo> {
+        self.active
+            .get(&id)
+            .or_else(|| self.reserved.iter().find(|i| i.id == id))
+    }
+
+    /// Puts `new` in the place of `old` (same peer), closing `old` without
+    /// counting a failure.
+    fn replace(&mut self, old: StreamId, new: StreamInfo, out: &mut Vec<Action>) {
+        self.closing.insert(old);
+        out.push(Action::Close {
+            stream: old,
+            reason: None,
+        });
+        self.by_peer.insert(new.peer_id, new.id);
+        if self.active.remove(&old).is_some() {
+            out.push(Action::Deactivated(old));
+            self.active.insert(new.id, new.clone());
+            out.push(Action::Activated(new));
+        } else if let Some(slot) = self.reserved.iter_mut().find(|i| i.id == old) {
+            *slot = new;
+        }
+    }
 
     fn peer_of(&self, id: StreamId) -> Option<PeerId> {
         self.active

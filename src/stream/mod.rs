@@ -9,6 +9,7 @@
 
 pub mod cooldown;
 pub mod manager;
+pub mod record;
 
 pub use cooldown::{CooldownConfig, Cooldowns};
 #[cfg(test)]

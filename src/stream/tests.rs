@@ -27,6 +27,7 @@ fn cfg() -> StreamManagerConfig {
 
 struct Fixture {
     sm: StreamManager,
+    me: PeerId,
     now: Instant,
     next: u64,
 }
@@ -42,8 +43,10 @@ fn addr(n: u64) -> SocketAddr {
 impl Fixture {
     fn new(trusted: Vec<PeerAddr>) -> Self {
         let now = Instant::now();
+        let me = peer();
         Fixture {
-            sm: StreamManager::new(cfg(), trusted, now),
+            me,
+            sm: StreamManager::new(cfg(), me, trusted, now),
             now,
             next: 1,
         }
@@ -56,6 +59,23 @@ impl Fixture {
             addr: addr(self.next),
             protocol: ProtocolId::sync(Network::Mainnet, 0),
             inbound: true,
+        };
+        self.next += 1;
+        let a = self.sm.on_stream_up(info.clone(), self.now);
+        (info, a)
+    }
+
+    fn sm_me(&self) -> PeerId {
+        self.me
+    }
+
+    fn up_dir(&mut self, p: PeerId, inbound: bool) -> (StreamInfo, Vec<Action>) {
+        let info = StreamInfo {
+            id: self.next,
+            peer_id: p,
+            addr: addr(self.next),
+            protocol: ProtocolId::sync(Network::Mainnet, 0),
+            inbound,
         };
         self.next += 1;
         let a = self.sm.on_stream_up(info.clone(), self.now);
@@ -271,7 +291,7 @@ fn trusted_peer_survives_critical_error() {
 }
 
 #[test]
-fn trusted_peer_lost_by_the_network_is_redialled_at_once() {
+fn trusted_peer_lost_by_the_network_is_redialled_at_the_next_check() {
     let t = PeerAddr {
         peer: peer(),
         addr: addr(1),
@@ -287,7 +307,15 @@ fn trusted_peer_lost_by_the_network_is_redialled_at_once() {
         &CloseReason::PeerClosed,
         f.now,
     );
-    assert!(a.contains(&Action::Dial(t)));
+    assert!(!a.contains(&Action::Dial(t)), "no hot redial loop");
+    assert_eq!(
+        f.sm.cooling_until(&t.peer, f.now),
+        None,
+        "trusted peers never cool down"
+    );
+    assert!(f
+        .advance(Duration::from_secs(30))
+        .contains(&Action::Dial(t)));
 }
 
 #[test]
@@ -383,6 +411,35 @@ fn slow_stream_is_kept_when_there_is_no_reserve() {
 }
 
 #[test]
+fn simultaneous_dials_keep_the_stream_dialled_by_the_lower_peer_id() {
+    // First our outbound stream, then the peer's inbound one.
+    let mut f = Fixture::new(vec![]);
+    let p = peer();
+    let me = f.sm_me();
+    let outbound = f.up_dir(p, false).0;
+    let (inbound, a) = f.up_dir(p, true);
+    if me < p {
+        assert!(
+            a.contains(&Action::Close {
+                stream: inbound.id,
+                reason: None
+            }),
+            "keep ours (we are lower)"
+        );
+    } else {
+        assert!(
+            a.contains(&Action::Close {
+                stream: outbound.id,
+                reason: None
+            }),
+            "keep theirs (they are lower)"
+        );
+        assert!(a.contains(&Action::Activated(inbound.clone())));
+    }
+    assert_eq!(f.sm.active_count(), 1);
+}
+
+#[test]
 fn duplicate_stream_to_a_connected_peer_is_closed() {
     let mut f = Fixture::new(vec![]);
     let p = peer();
@@ -393,4 +450,62 @@ fn duplicate_stream_to_a_connected_peer_is_closed() {
         reason: None
     }));
     assert_eq!(f.sm.active_count(), 1);
+}
+
+#[test]
+fn trusted_stream_arriving_at_full_pool_takes_an_active_slot() {
+    let t = PeerAddr {
+        peer: peer(),
+        addr: addr(1),
+    };
+    let mut f = Fixture::new(vec![t]);
+    for _ in 0..4 {
+        f.up();
+    }
+    let (info, a) = f.up_peer(t.peer);
+    assert!(a.contains(&Action::Activated(info)));
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Deactivated(_))),
+        "someone demoted"
+    );
+    assert_eq!(
+        (f.sm.active_count(), f.sm.reserved_count()),
+        (4, 1),
+        "DiscHighCap holds"
+    );
+}
+
+#[test]
+fn peer_going_away_on_purpose_is_not_a_failure_but_is_left_alone() {
+    let mut f = Fixture::new(vec![]);
+    let p = peer();
+    for _ in 0..3 {
+        let (info, _) = f.up_peer(p);
+        f.sm.on_stream_down(
+            info.id,
+            Some(&info),
+            Some(p),
+            info.addr,
+            &CloseReason::PeerGoingAway("full".into()),
+            f.now,
+        );
+        f.now += 6 * MIN;
+    }
+    // Three goodbyes never escalate to a failure cooldown: after each pause
+    // it may be dialled again.
+    assert_eq!(f.sm.cooling_until(&p, f.now), None);
+    let (info, _) = f.up_peer(p);
+    f.sm.on_stream_down(
+        info.id,
+        Some(&info),
+        Some(p),
+        info.addr,
+        &CloseReason::PeerGoingAway("full".into()),
+        f.now,
+    );
+    assert_eq!(
+        f.sm.cooling_until(&p, f.now),
+        Some(f.now + 5 * MIN),
+        "paused, not punished"
+    );
 }

@@ -74,6 +74,9 @@ pub enum ErrorCode {
     Internal,
     /// A request type the server does not serve.
     Unsupported,
+    /// Sent with request id 0 just before closing a stream on purpose (pools
+    /// full, duplicate stream, shutdown): not a failure of either side.
+    GoingAway,
     /// A code this implementation does not know (kept for forward compatibility).
     Other(u64),
 }
@@ -85,6 +88,7 @@ impl ErrorCode {
             ErrorCode::TooManyItems => 2,
             ErrorCode::Internal => 3,
             ErrorCode::Unsupported => 4,
+            ErrorCode::GoingAway => 5,
             ErrorCode::Other(c) => c,
         }
     }
@@ -95,6 +99,7 @@ impl ErrorCode {
             2 => ErrorCode::TooManyItems,
             3 => ErrorCode::Internal,
             4 => ErrorCode::Unsupported,
+            5 => ErrorCode::GoingAway,
             c => ErrorCode::Other(c),
         }
     }
@@ -225,7 +230,36 @@ impl Encodable for Opt<'_> {
     }
 }
 
+/// Request id reserved for stream-level announcements (never a request's).
+pub const STREAM_LEVEL_ID: RequestId = 0;
+
 impl Message {
+    /// The goodbye announcement: "I am closing this stream on purpose".
+    pub fn going_away(why: &str) -> Message {
+        Message::Response(
+            STREAM_LEVEL_ID,
+            Response::Error {
+                code: ErrorCode::GoingAway,
+                retry_after_ms: 0,
+                message: why.to_string(),
+            },
+        )
+    }
+
+    /// Whether this is the goodbye announcement.
+    pub fn is_going_away(&self) -> bool {
+        matches!(
+            self,
+            Message::Response(
+                STREAM_LEVEL_ID,
+                Response::Error {
+                    code: ErrorCode::GoingAway,
+                    ..
+                }
+            )
+        )
+    }
+
     /// Encodes the message (type byte + RLP).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -504,6 +538,7 @@ mod tests {
                     message: "slow down".into(),
                 },
             ),
+            Message::going_away("pools full"),
         ]
     }
 

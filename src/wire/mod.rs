@@ -49,7 +49,10 @@
 //! `EpochState(e)` answers the block naming the committee of epoch `e` (the
 //! last block of `e - 1`, genesis for 0). Error codes: 1 rate limited (retry
 //! after `retry_after_ms`), 2 too many items, 3 internal (server fault), 4
-//! unsupported. Unknown type bytes, malformed RLP, trailing bytes and lists
+//! unsupported, 5 going away. Request id 0 is never a request's: an
+//! ErrorResponse with id 0 and code 5 announces that the sender is about to
+//! close the stream on purpose (pools full, duplicate stream, shutdown), so
+//! the receiver does not count the close as a failure. Unknown type bytes, malformed RLP, trailing bytes and lists
 //! over their limits are protocol violations: the receiver closes the stream.
 
 pub mod frame;

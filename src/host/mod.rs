@@ -1,0 +1,319 @@
+//! The network side of a node: the `net` thread, the server pool, and the
+//! `streams` and `requests` driver threads around the two sans-IO managers,
+//! with peer exchange.
+//!
+//! ```text
+//!  net events ──► requests thread ──(stream up/down)──► streams thread
+//!                 RequestManager     ◄─(activated/      StreamManager
+//!                 ▲   │ send            deactivated)    discovery, peer book
+//!     submit ─────┘   ▼ NetHandle                       │ dial/close
+//!                                                       ▼ NetHandle
+//! ```
+//!
+//! The requests thread owns the network's event channel: responses go to the
+//! request manager, stream events are forwarded to the streams thread, which
+//! decides which streams are active and tells the request manager.
+//! [`Host::shutdown`] (or drop) stops the drivers, then the network thread,
+//! then the server, joining each.
+
+mod peer_book;
+mod requests;
+mod streams;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam::channel::{unbounded, Receiver, Sender};
+use parking_lot::{Mutex, RwLock};
+
+pub use peer_book::PeerBook;
+use requests::ReqCmd;
+pub use requests::RequestHandle;
+use streams::StreamCmd;
+
+use crate::chain::ChainBackend;
+use crate::config::Config;
+use crate::crypto::NodeIdentity;
+use crate::net::{Net, NetConfig, NetError, NetHandle, StreamId, StreamInfo};
+use crate::request::{HealthStats, RmConfig};
+use crate::server::{Server, ServerConfig};
+use crate::stream::{DiscoveryState, PeerAddr, RemovalReason, StreamManagerConfig};
+use crate::wire::ProtocolId;
+
+/// A source of peers for discovery (boot lists, a DHT the embedder runs, ...).
+pub trait DiscoverySource: Send {
+    /// Up to `count` peers worth dialling. Called on the streams thread: must
+    /// not block for long.
+    fn discover(&mut self, count: usize) -> Vec<PeerAddr>;
+}
+
+/// A fixed list of peers (boot peers from the config).
+#[derive(Clone, Debug, Default)]
+pub struct StaticPeers(pub Vec<PeerAddr>);
+
+impl DiscoverySource for StaticPeers {
+    fn discover(&mut self, count: usize) -> Vec<PeerAddr> {
+        self.0.iter().take(count).copied().collect()
+    }
+}
+
+/// A change of the active pool, for subscribers (the sync, tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// A stream joined the active pool.
+    Activated(StreamInfo),
+    /// A stream left it.
+    Deactivated(StreamId),
+}
+
+/// Settings of a host.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Transport.
+    pub net: NetConfig,
+    /// Server pool and rate limits.
+    pub server: ServerConfig,
+    /// Stream manager.
+    pub streams: StreamManagerConfig,
+    /// Request manager.
+    pub requests: RmConfig,
+    /// Trusted peers: dialled first, never removed.
+    pub trusted: Vec<PeerAddr>,
+    /// Boot peers: a discovery source.
+    pub boot: Vec<PeerAddr>,
+    /// `MaxAdvertiseWaitTime`: our peer record is re-signed at most this often.
+    pub advertise_every: Duration,
+    /// Addresses put in our peer record (default: the listen address).
+    pub advertise_addrs: Option<Vec<SocketAddr>>,
+    /// How often the request manager reports stream throughput.
+    pub throughput_report: Duration,
+}
+
+impl HostConfig {
+    /// A host for `config` listening on `listen`.
+    pub fn from_config(config: &Config, listen: SocketAddr, shard: u32) -> Self {
+        HostConfig {
+            net: NetConfig::new(listen, ProtocolId::sync(config.network, shard)),
+            server: ServerConfig::default(),
+            streams: StreamManagerConfig::from_sync(&config.sync),
+            requests: RmConfig::default(),
+            trusted: Vec::new(),
+            boot: Vec::new(),
+            advertise_every: Duration::from_secs(config.sync.max_advertise_wait_time * 60),
+            advertise_addrs: None,
+            throughput_report: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A status snapshot.
+#[derive(Clone, Debug)]
+pub struct HostStatus {
+    /// Active streams.
+    pub active: usize,
+    /// The active streams themselves.
+    pub streams: Vec<StreamInfo>,
+    /// Reserve streams.
+    pub reserved: usize,
+    /// Dials in progress.
+    pub setting_up: usize,
+    /// Peers in cooldown.
+    pub in_cooldown: Vec<libp2p_identity::PeerId>,
+    /// Discovery state.
+    pub discovery: DiscoveryState,
+    /// Request manager health.
+    pub health: HealthStats,
+    /// Peer-exchange records rejected (forged, garbage, other networks).
+    pub records_rejected: u64,
+}
+
+impl HostStatus {
+    fn empty() -> Self {
+        HostStatus {
+            active: 0,
+            streams: vec![],
+            reserved: 0,
+            setting_up: 0,
+            in_cooldown: vec![],
+            discovery: DiscoveryState::Idle,
+            health: HealthStats {
+                total_streams: 0,
+                available_streams: 0,
+                total_failures: 0,
+                failure_distribution: vec![],
+                average_failures: 0.0,
+            },
+            records_rejected: 0,
+        }
+    }
+}
+
+/// The running network side of a node.
+pub struct Host {
+    net: Net,
+    server: Option<Server>,
+    identity: NodeIdentity,
+    stream_tx: Sender<StreamCmd>,
+    req_tx: Sender<ReqCmd>,
+    streams_thread: Option<JoinHandle<()>>,
+    requests_thread: Option<JoinHandle<()>>,
+    subscribers: Arc<Mutex<Vec<Sender<StreamEvent>>>>,
+    status: Arc<RwLock<Option<HostStatus>>>,
+    health: Arc<RwLock<Option<HealthStats>>>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("peer_id", &self.identity.peer_id())
+            .finish()
+    }
+}
+
+impl Host {
+    /// Starts the network thread, the server over `backend`, and the two
+    /// manager threads; `sources` are extra discovery sources.
+    pub fn start(
+        cfg: HostConfig,
+        identity: NodeIdentity,
+        backend: Arc<dyn ChainBackend>,
+        sources: Vec<Box<dyn DiscoverySource>>,
+    ) -> Result<Host, NetError> {
+        let net = Net::start(cfg.net.clone(), &identity)?;
+        let handle = net.handle();
+        let addrs = cfg
+            .advertise_addrs
+            .clone()
+            .unwrap_or_else(|| vec![handle.local_addr()]);
+        let book = Arc::new(RwLock::new(PeerBook::new(
+            &identity,
+            cfg.net.protocol.clone(),
+            addrs,
+        )));
+        let peers_source = {
+            let book = book.clone();
+            Arc::new(move |max: usize| book.read().records_to_share(max))
+        };
+        let server = Server::start(
+            cfg.server,
+            backend,
+            handle.clone(),
+            net.requests().clone(),
+            peers_source,
+        )?;
+        let (stream_tx, stream_rx) = unbounded();
+        let (req_tx, req_rx) = unbounded();
+        let subscribers: Arc<Mutex<Vec<Sender<StreamEvent>>>> = Arc::default();
+        let status = Arc::new(RwLock::new(None));
+        let health = Arc::new(RwLock::new(None));
+        let requests = RequestHandle::new(req_tx.clone());
+        let mut all_sources: Vec<Box<dyn DiscoverySource>> =
+            vec![Box::new(StaticPeers(cfg.boot.clone()))];
+        all_sources.extend(sources);
+        let streams_thread = streams::spawn(streams::StreamsDriver::new(
+            &cfg,
+            &identity,
+            handle.clone(),
+            stream_rx,
+            stream_tx.clone(),
+            req_tx.clone(),
+            requests.clone(),
+            all_sources,
+            book,
+            subscribers.clone(),
+            status.clone(),
+            health.clone(),
+        ))?;
+        let requests_thread = requests::spawn(
+            cfg.requests,
+            cfg.throughput_report,
+            handle,
+            net.events().clone(),
+            req_rx,
+            stream_tx.clone(),
+            health.clone(),
+        )?;
+        Ok(Host {
+            net,
+            server: Some(server),
+            identity,
+            stream_tx,
+            req_tx,
+            streams_thread: Some(streams_thread),
+            requests_thread: Some(requests_thread),
+            subscribers,
+            status,
+            health,
+        })
+    }
+
+    /// Submits requests through the request manager.
+    pub fn requests(&self) -> RequestHandle {
+        RequestHandle::new(self.req_tx.clone())
+    }
+
+    /// The network handle.
+    pub fn net(&self) -> NetHandle {
+        self.net.handle()
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.identity
+    }
+
+    /// Our dialable address.
+    pub fn peer_addr(&self) -> PeerAddr {
+        PeerAddr {
+            peer: self.identity.peer_id(),
+            addr: self.net.handle().local_addr(),
+        }
+    }
+
+    /// Asks the stream manager to remove a stream (trusted peers are kept).
+    pub fn remove_stream(&self, stream: StreamId, reason: RemovalReason) {
+        let _ = self.stream_tx.send(StreamCmd::Remove { stream, reason });
+    }
+
+    /// Active-pool changes from now on. The current pool is replayed first
+    /// as `Activated` events.
+    pub fn subscribe(&self) -> Receiver<StreamEvent> {
+        let (tx, rx) = unbounded();
+        let _ = self.stream_tx.send(StreamCmd::Subscribe(tx));
+        rx
+    }
+
+    /// The latest status snapshot (refreshed after every stream-manager step).
+    pub fn status(&self) -> HostStatus {
+        let mut s = self.status.read().clone().unwrap_or_else(HostStatus::empty);
+        if let Some(h) = self.health.read().clone() {
+            s.health = h;
+        }
+        s
+    }
+
+    /// Stops everything and joins every thread.
+    pub fn shutdown(&mut self) {
+        let _ = self.stream_tx.send(StreamCmd::Shutdown);
+        let _ = self.req_tx.send(ReqCmd::Shutdown);
+        if let Some(t) = self.streams_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.requests_thread.take() {
+            let _ = t.join();
+        }
+        self.net.shutdown();
+        if let Some(s) = self.server.take() {
+            s.join();
+        }
+        self.subscribers.lock().clear();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

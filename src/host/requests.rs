@@ -1,0 +1,216 @@
+//! The `requests` thread: feeds the [`RequestManager`] and carries out its
+//! actions. Owns the network's event channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{bounded, select, Receiver, Sender};
+use parking_lot::RwLock;
+
+use super::streams::StreamCmd;
+use crate::net::{NetEvent, NetHandle, StreamId};
+use crate::request::{
+    HealthStats, RequestError, RequestManager, RequestOptions, RmAction, RmConfig, Ticket,
+};
+use crate::stream::RemovalReason;
+use crate::wire::{Message, Request, Response};
+
+/// The outcome of a request: the response and the stream that answered.
+pub type RequestResult = Result<(Response, StreamId), RequestError>;
+/// Receives a request's outcome (runs on the requests thread: keep it short).
+pub type Reply = Box<dyn FnOnce(RequestResult) + Send>;
+
+pub(super) enum ReqCmd {
+    Submit {
+        request: Request,
+        opts: RequestOptions,
+        reply: Reply,
+    },
+    Activated(StreamId),
+    Deactivated(StreamId),
+    Shutdown,
+}
+
+/// Submits requests to the request manager from any thread.
+#[derive(Clone)]
+pub struct RequestHandle {
+    tx: Sender<ReqCmd>,
+}
+
+impl std::fmt::Debug for RequestHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestHandle")
+    }
+}
+
+impl RequestHandle {
+    pub(super) fn new(tx: Sender<ReqCmd>) -> Self {
+        RequestHandle { tx }
+    }
+
+    /// Submits `request`; `reply` gets the outcome exactly once.
+    pub fn submit_with(&self, request: Request, opts: RequestOptions, reply: Reply) {
+        if let Err(e) = self.tx.send(ReqCmd::Submit {
+            request,
+            opts,
+            reply,
+        }) {
+            if let ReqCmd::Submit { reply, .. } = e.0 {
+                reply(Err(RequestError::Shutdown));
+            }
+        }
+    }
+
+    /// Submits `request`; the outcome arrives on the returned receiver.
+    pub fn submit(&self, request: Request, opts: RequestOptions) -> Receiver<RequestResult> {
+        let (tx, rx) = bounded(1);
+        self.submit_with(
+            request,
+            opts,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx
+    }
+
+    /// Submits and waits for the outcome.
+    pub fn do_request(&self, request: Request, opts: RequestOptions) -> RequestResult {
+        self.submit(request, opts)
+            .recv()
+            .unwrap_or(Err(RequestError::Shutdown))
+    }
+}
+
+pub(super) fn spawn(
+    cfg: RmConfig,
+    report_every: Duration,
+    net: NetHandle,
+    events: Receiver<NetEvent>,
+    cmds: Receiver<ReqCmd>,
+    streams: Sender<StreamCmd>,
+    health: Arc<RwLock<Option<HealthStats>>>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("requests".into())
+        .spawn(move || {
+            let mut d = Driver {
+                rm: RequestManager::new(cfg, Instant::now()),
+                net,
+                streams,
+                replies: HashMap::new(),
+                health,
+            };
+            d.run(&events, &cmds, report_every);
+        })
+}
+
+struct Driver {
+    rm: RequestManager,
+    net: NetHandle,
+    streams: Sender<StreamCmd>,
+    replies: HashMap<Ticket, Reply>,
+    health: Arc<RwLock<Option<HealthStats>>>,
+}
+
+impl Driver {
+    fn run(
+        &mut self,
+        events: &Receiver<NetEvent>,
+        cmds: &Receiver<ReqCmd>,
+        report_every: Duration,
+    ) {
+        let mut out = Vec::new();
+        let mut next_report = Instant::now() + report_every;
+        let mut next_metrics = Instant::now();
+        loop {
+            let now = Instant::now();
+            let wake = self
+                .rm
+                .next_deadline()
+                .unwrap_or(next_report)
+                .min(next_report)
+                .min(next_metrics);
+            let timeout = wake.saturating_duration_since(now);
+            select! {
+                recv(events) -> ev => match ev {
+                    Ok(NetEvent::Response { stream, id, response }) => {
+                        self.rm.on_response(stream, id, response, Instant::now(), &mut out)
+                    }
+                    Ok(NetEvent::StreamUp(info)) => {
+                        let _ = self.streams.send(StreamCmd::NetUp(info));
+                    }
+                    Ok(NetEvent::StreamDown(closed)) => {
+                        let _ = self.streams.send(StreamCmd::NetDown(closed));
+                    }
+                    Err(_) => break,
+                },
+                recv(cmds) -> cmd => match cmd {
+                    Ok(ReqCmd::Submit { request, opts, reply }) => {
+                        match self.rm.submit(request, opts, Instant::now(), &mut out) {
+                            Ok(t) => {
+                                self.replies.insert(t, reply);
+                            }
+                            Err(e) => reply(Err(e)),
+                        }
+                    }
+                    Ok(ReqCmd::Activated(s)) => self.rm.on_stream_added(s, Instant::now(), &mut out),
+                    Ok(ReqCmd::Deactivated(s)) => self.rm.on_stream_removed(s, Instant::now(), &mut out),
+                    Ok(ReqCmd::Shutdown) | Err(_) => break,
+                },
+                default(timeout) => self.rm.on_tick(Instant::now(), &mut out),
+            }
+            self.execute(&mut out);
+            let now = Instant::now();
+            if now >= next_metrics {
+                self.rm.publish_metrics(now);
+                *self.health.write() = Some(self.rm.health_stats(now));
+                next_metrics = now + Duration::from_millis(500);
+            }
+            if now >= next_report {
+                let _ = self
+                    .streams
+                    .send(StreamCmd::Throughput(self.rm.throughput()));
+                next_report = now + report_every;
+            }
+        }
+        for (_, reply) in self.replies.drain() {
+            reply(Err(RequestError::Shutdown));
+        }
+    }
+
+    fn execute(&mut self, out: &mut Vec<RmAction>) {
+        // Sending can produce no new actions; deliveries cannot either.
+        for a in out.drain(..) {
+            match a {
+                RmAction::Send {
+                    stream,
+                    id,
+                    request,
+                } => {
+                    // Waits for a write token when 32 writes are in flight.
+                    if self
+                        .net
+                        .send(stream, &Message::Request(id, request))
+                        .is_err()
+                    {
+                        tracing::warn!(stream, "network stopped while sending");
+                    }
+                }
+                RmAction::Deliver { ticket, result } => {
+                    if let Some(reply) = self.replies.remove(&ticket) {
+                        reply(result);
+                    }
+                }
+                RmAction::Misbehaved { stream } => {
+                    let _ = self.streams.send(StreamCmd::Remove {
+                        stream,
+                        reason: RemovalReason::InvalidResponse,
+                    });
+                }
+            }
+        }
+    }
+}

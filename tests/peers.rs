@@ -1,0 +1,243 @@
+//! Many real nodes over loopback: the stream manager keeps its pools within
+//! caps while peers come and go, finds peers through peer exchange, never
+//! removes a trusted peer, and cools down peers that relay forged records.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy_rlp::Bytes;
+use crossbeam::channel::Receiver;
+use streamsync::config::{Config, Network};
+use streamsync::crypto::NodeIdentity;
+use streamsync::host::{Host, HostConfig, StreamEvent};
+use streamsync::net::{Net, NetConfig};
+use streamsync::server::{Server, ServerConfig};
+use streamsync::store::{Store, StoreOptions};
+use streamsync::stream::record::sign_record;
+use streamsync::stream::{PeerAddr, RemovalReason};
+use streamsync::wire::ProtocolId;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Node {
+    host: Host,
+    _dir: tempfile::TempDir,
+}
+
+fn store(dir: &std::path::Path) -> Arc<Store> {
+    let genesis = common::spec(1, 10, 4).build().expect("genesis");
+    let opts = StoreOptions {
+        durable: false,
+        ..StoreOptions::default()
+    };
+    Arc::new(Store::open_or_create(dir, &genesis, opts).expect("store"))
+}
+
+fn config(trusted: Vec<PeerAddr>, boot: Vec<PeerAddr>) -> HostConfig {
+    let mut c = HostConfig::from_config(
+        &Config::for_network(Network::Localnet),
+        "127.0.0.1:0".parse().expect("addr"),
+        0,
+    );
+    c.streams.hard_low_cap = 2;
+    c.streams.soft_low_cap = 3;
+    c.streams.high_cap = 4;
+    c.streams.max_reserved = 2;
+    c.streams.disc_batch = 4;
+    c.streams.check_interval = Duration::from_millis(200);
+    c.streams.discovery_backoff = Duration::from_millis(200);
+    c.streams.discovery_timeout = Duration::from_secs(2);
+    c.streams.connect_timeout = Duration::from_secs(5);
+    c.trusted = trusted;
+    c.boot = boot;
+    c
+}
+
+fn node(trusted: Vec<PeerAddr>, boot: Vec<PeerAddr>) -> Node {
+    node_with(config(trusted, boot))
+}
+
+fn node_with(cfg: HostConfig) -> Node {
+    let dir = tempfile::tempdir().expect("tmp");
+    let host = Host::start(cfg, NodeIdentity::generate(), store(dir.path()), vec![]).expect("host");
+    Node { host, _dir: dir }
+}
+
+/// A well-provisioned hub everybody boots from.
+fn hub() -> Node {
+    let mut c = config(vec![], vec![]);
+    c.streams.high_cap = 64;
+    c.streams.soft_low_cap = 1;
+    c.streams.hard_low_cap = 1;
+    node_with(c)
+}
+
+/// Waits (woken by stream events, at most `WAIT`) until `cond` holds.
+fn wait_until(events: &Receiver<StreamEvent>, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        let _ = events.recv_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn pools_stay_within_caps_while_peers_come_and_go_and_peer_exchange_finds_new_ones() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let hub = hub();
+    let hub_addr = hub.host.peer_addr();
+    // The others have room for everybody: S's own caps are under test.
+    let roomy = || {
+        let mut c = config(vec![], vec![hub_addr]);
+        c.streams.high_cap = 16;
+        node_with(c)
+    };
+    let mut others: Vec<Node> = (0..6).map(|_| roomy()).collect();
+    let s = node(vec![hub_addr], vec![]);
+    let events = s.host.subscribe();
+    eprintln!(
+        "S = {} hub = {}",
+        s.host.identity().peer_id(),
+        hub_addr.peer
+    );
+    let status = || s.host.status();
+    let check_caps = || {
+        let st = status();
+        assert!(st.active <= 4, "active {} over DiscHighCap", st.active);
+        assert!(
+            st.reserved <= 2,
+            "reserve {} over MaxReservedStreams",
+            st.reserved
+        );
+        st
+    };
+    // S was told only about the hub; it fills its pools through peer exchange.
+    wait_until(&events, "full pools", || {
+        let st = check_caps();
+        st.active == 4 && st.reserved >= 1
+    });
+    // Every peer but the hub dies; three new ones start. S only learns of
+    // them through peer exchange with the hub.
+    others.clear();
+    let newcomers: Vec<Node> = (0..3).map(|_| roomy()).collect();
+    let newcomer_ids: Vec<_> = newcomers
+        .iter()
+        .map(|n| n.host.identity().peer_id())
+        .collect();
+    let mut seen_newcomer = false;
+    let mut active: std::collections::HashMap<u64, libp2p_identity::PeerId> = Default::default();
+    let deadline = Instant::now() + WAIT;
+    while !(seen_newcomer && status().active >= 3) {
+        assert!(Instant::now() < deadline, "never reconnected to a newcomer");
+        check_caps();
+        match events.recv_timeout(Duration::from_millis(100)) {
+            Ok(StreamEvent::Activated(i)) => {
+                seen_newcomer |= newcomer_ids.contains(&i.peer_id);
+                active.insert(i.id, i.peer_id);
+            }
+            Ok(StreamEvent::Deactivated(id)) => {
+                assert_ne!(
+                    active.remove(&id),
+                    Some(hub_addr.peer),
+                    "trusted hub deactivated"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+    // Asking to remove the trusted hub, even for a critical error, keeps it.
+    let hub_stream = status()
+        .streams
+        .iter()
+        .find(|i| i.peer_id == hub_addr.peer)
+        .expect("hub active")
+        .id;
+    s.host
+        .remove_stream(hub_stream, RemovalReason::CriticalError);
+    // Commands are handled in order: once a new subscription has replayed
+    // the pool, the removal request has been handled.
+    let replay = s.host.subscribe();
+    replay.recv_timeout(WAIT).expect("replay");
+    assert!(
+        status().streams.iter().any(|i| i.id == hub_stream),
+        "trusted hub removed"
+    );
+    assert!(
+        !status().in_cooldown.contains(&hub_addr.peer),
+        "trusted hub cooled down"
+    );
+    drop(newcomers);
+}
+
+#[test]
+fn peer_relaying_forged_records_is_cooled_down() {
+    // A server whose GetPeers answer carries records of another network, a
+    // forged signature, and garbage.
+    let dir = tempfile::tempdir().expect("tmp");
+    let id = NodeIdentity::generate();
+    let net = Net::start(
+        NetConfig::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            ProtocolId::sync(Network::Localnet, 0),
+        ),
+        &id,
+    )
+    .expect("net");
+    let own = sign_record(
+        &id,
+        &ProtocolId::sync(Network::Localnet, 0),
+        1,
+        &[net.handle().local_addr()],
+    )
+    .expect("sign");
+    let other_net = sign_record(
+        &NodeIdentity::generate(),
+        &ProtocolId::sync(Network::Testnet, 0),
+        1,
+        &[],
+    )
+    .expect("sign");
+    let mut forged = sign_record(
+        &NodeIdentity::generate(),
+        &ProtocolId::sync(Network::Localnet, 0),
+        1,
+        &[],
+    )
+    .expect("sign")
+    .to_vec();
+    let n = forged.len();
+    forged[n - 1] ^= 0xff;
+    let records = vec![
+        own,
+        other_net,
+        Bytes::from(forged),
+        Bytes::from_static(b"garbage"),
+    ];
+    let peers = Arc::new(move |_max: usize| records.clone());
+    let server = Server::start(
+        ServerConfig::default(),
+        store(dir.path()),
+        net.handle(),
+        net.requests().clone(),
+        peers,
+    )
+    .expect("server");
+    let liar = PeerAddr {
+        peer: id.peer_id(),
+        addr: net.handle().local_addr(),
+    };
+
+    let s = node(vec![], vec![liar]);
+    let events = s.host.subscribe();
+    wait_until(&events, "the liar cooled down", || {
+        let st = s.host.status();
+        st.in_cooldown == vec![liar.peer] && st.records_rejected >= 3
+    });
+    assert_eq!(s.host.status().active, 0, "liar's stream removed");
+    drop(server);
+}
