@@ -398,9 +398,11 @@ impl StreamManager {
             if self.detach(id, &mut out) {
                 if going_away {
                     // Not a failure; but it closed on purpose (likely full):
-                    // leave it alone for a while.
-                    self.cooldowns
-                        .pause(info.peer_id, now + self.cfg.cooldown.per_failure);
+                    // leave it alone for a while (trusted peers excepted).
+                    if !self.is_trusted(&info.peer_id) {
+                        self.cooldowns
+                            .pause(info.peer_id, now + self.cfg.cooldown.per_failure);
+                    }
                 } else {
                     self.account(info.peer_id, removal, now);
                 }
@@ -443,8 +445,8 @@ impl StreamManager {
         };
         if self.is_trusted(&peer) {
             tracing::info!(stream = id, %peer, reason = reason.label(), "trusted peer kept despite removal request");
-            self.cooldowns
-                .record_failure(&self.cfg.cooldown, peer, false, now);
+            metrics::counter!(names::STREAM_REMOVAL_REASONS, names::LABEL_REASON => reason.label())
+                .increment(1);
             return out;
         }
         if self.detach(id, &mut out) {
@@ -702,9 +704,11 @@ impl StreamManager {
     }
 
     fn after_removal(&mut self, now: Instant, out: &mut Vec<Action>) {
-        // Promote at once: one reserve stream per removal.
-        if let Some(info) = self.reserved.pop_front() {
-            self.activate(info, out);
+        // Promote at once: one reserve stream per free active slot.
+        if self.active.len() < self.cfg.high_cap {
+            if let Some(info) = self.reserved.pop_front() {
+                self.activate(info, out);
+            }
         }
         if self.active.len() < self.cfg.hard_low_cap {
             self.discover(now, out);

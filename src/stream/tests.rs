@@ -509,3 +509,104 @@ fn peer_going_away_on_purpose_is_not_a_failure_but_is_left_alone() {
         "paused, not punished"
     );
 }
+
+/// Arbitrary event sequences: pools stay within their caps, no peer in
+/// cooldown has a stream, trusted peers never cool down, and the
+/// Activated/Deactivated actions describe the active pool exactly.
+#[test]
+fn random_event_sequences_keep_the_invariants() {
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::{RngCore, SeedableRng};
+    use std::collections::HashSet;
+
+    for seed in 0..30u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let peers: Vec<PeerId> = (0..12).map(|_| peer()).collect();
+        let trusted = PeerAddr {
+            peer: peers[0],
+            addr: addr(0),
+        };
+        let mut f = Fixture::new(vec![trusted]);
+        let mut view: HashSet<u64> = HashSet::new();
+        let mut open: Vec<StreamInfo> = Vec::new();
+        let apply = |acts: Vec<Action>, view: &mut HashSet<u64>, open: &mut Vec<StreamInfo>| {
+            for a in acts {
+                match a {
+                    Action::Activated(i) => assert!(view.insert(i.id), "activated twice"),
+                    Action::Deactivated(id) => assert!(view.remove(&id), "deactivated unknown"),
+                    Action::Close { stream, .. } => open.retain(|i| i.id != stream),
+                    _ => {}
+                }
+            }
+        };
+        let acts = f.sm.start(f.now);
+        apply(acts, &mut view, &mut open);
+        for _ in 0..2000 {
+            let op = rng.next_u32() % 7;
+            let acts = match op {
+                0 | 1 => {
+                    let p = peers[(rng.next_u32() as usize) % peers.len()];
+                    let (info, acts) = f.up_dir(p, rng.next_u32() % 2 == 0);
+                    open.push(info);
+                    acts
+                }
+                2 if !open.is_empty() => {
+                    let i = open.remove((rng.next_u32() as usize) % open.len());
+                    let reason = match rng.next_u32() % 3 {
+                        0 => CloseReason::PeerClosed,
+                        1 => CloseReason::PeerGoingAway("full".into()),
+                        _ => CloseReason::RateLimitViolation,
+                    };
+                    f.sm.on_stream_down(i.id, Some(&i), Some(i.peer_id), i.addr, &reason, f.now)
+                }
+                3 if !open.is_empty() => {
+                    let i = open[(rng.next_u32() as usize) % open.len()].clone();
+                    let reason = [
+                        RemovalReason::CriticalError,
+                        RemovalReason::Slow,
+                        RemovalReason::InvalidResponse,
+                    ][(rng.next_u32() % 3) as usize];
+                    f.sm.remove_stream(i.id, reason, f.now)
+                }
+                4 => {
+                    let found = (0..3)
+                        .map(|k| PeerAddr {
+                            peer: peers[(rng.next_u32() as usize + k) % peers.len()],
+                            addr: addr(50 + k as u64),
+                        })
+                        .collect();
+                    f.sm.on_discovered(found, f.now)
+                }
+                5 => {
+                    let samples: Vec<(u64, f64)> = view
+                        .iter()
+                        .map(|id| (*id, f64::from(rng.next_u32() % 1000)))
+                        .collect();
+                    f.sm.on_throughput(&samples, f.now)
+                }
+                _ => f.advance(Duration::from_secs(u64::from(rng.next_u32() % 120))),
+            };
+            apply(acts, &mut view, &mut open);
+            assert!(
+                f.sm.active_count() <= 4,
+                "seed {seed}: active over DiscHighCap"
+            );
+            assert!(
+                f.sm.reserved_count() <= 2,
+                "seed {seed}: reserve over MaxReservedStreams"
+            );
+            let active: HashSet<u64> = f.sm.active().map(|i| i.id).collect();
+            assert_eq!(active, view, "seed {seed}: actions disagree with the pool");
+            for i in f.sm.active() {
+                assert!(
+                    f.sm.cooling_until(&i.peer_id, f.now).is_none(),
+                    "seed {seed}: active stream of a peer in cooldown"
+                );
+            }
+            assert!(
+                f.sm.cooling_until(&trusted.peer, f.now).is_none(),
+                "trusted peer cooled down"
+            );
+        }
+    }
+}
