@@ -241,3 +241,44 @@ fn peer_relaying_forged_records_is_cooled_down() {
     assert_eq!(s.host.status().active, 0, "liar's stream removed");
     drop(server);
 }
+
+#[test]
+fn peer_advertising_itself_under_another_peer_id_is_cooled_down() {
+    // Its GetPeers answer leads with a genuine record of somebody else.
+    let dir = tempfile::tempdir().expect("tmp");
+    let id = NodeIdentity::generate();
+    let net = Net::start(
+        NetConfig::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            ProtocolId::sync(Network::Localnet, 0),
+        ),
+        &id,
+    )
+    .expect("net");
+    let someone = sign_record(
+        &NodeIdentity::generate(),
+        &ProtocolId::sync(Network::Localnet, 0),
+        1,
+        &[net.handle().local_addr()],
+    )
+    .expect("sign");
+    let peers = Arc::new(move |_max: usize| vec![someone.clone()]);
+    let server = Server::start(
+        ServerConfig::default(),
+        store(dir.path()),
+        net.handle(),
+        net.requests().clone(),
+        peers,
+    )
+    .expect("server");
+    let impostor = PeerAddr {
+        peer: id.peer_id(),
+        addr: net.handle().local_addr(),
+    };
+    let s = node(vec![], vec![impostor]);
+    let events = s.host.subscribe();
+    wait_until(&events, "the impostor cooled down", || {
+        s.host.status().in_cooldown == vec![impostor.peer]
+    });
+    drop(server);
+}
