@@ -31,6 +31,7 @@ pub mod crypto;
 pub mod host;
 pub mod metrics;
 pub mod net;
+pub mod node;
 pub mod request;
 pub mod server;
 pub mod store;

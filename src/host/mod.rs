@@ -150,6 +150,42 @@ impl HostStatus {
     }
 }
 
+/// What the sync needs from the host, for another thread.
+#[derive(Clone)]
+pub struct HostHandle {
+    requests: RequestHandle,
+    stream_tx: Sender<StreamCmd>,
+    status: Arc<RwLock<Option<HostStatus>>>,
+    health: Arc<RwLock<Option<HealthStats>>>,
+}
+
+impl std::fmt::Debug for HostHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostHandle")
+    }
+}
+
+impl HostHandle {
+    /// Submits requests through the request manager.
+    pub fn requests(&self) -> &RequestHandle {
+        &self.requests
+    }
+
+    /// Asks the stream manager to remove a stream (trusted peers are kept).
+    pub fn remove_stream(&self, stream: StreamId, reason: RemovalReason) {
+        let _ = self.stream_tx.send(StreamCmd::Remove { stream, reason });
+    }
+
+    /// The latest status snapshot.
+    pub fn status(&self) -> HostStatus {
+        let mut s = self.status.read().clone().unwrap_or_else(HostStatus::empty);
+        if let Some(h) = self.health.read().clone() {
+            s.health = h;
+        }
+        s
+    }
+}
+
 /// The running network side of a node.
 pub struct Host {
     net: Net,
@@ -247,6 +283,16 @@ impl Host {
             status,
             health,
         })
+    }
+
+    /// A cloneable handle for other threads (the sync).
+    pub fn handle(&self) -> HostHandle {
+        HostHandle {
+            requests: self.requests(),
+            stream_tx: self.stream_tx.clone(),
+            status: self.status.clone(),
+            health: self.health.clone(),
+        }
     }
 
     /// Submits requests through the request manager.

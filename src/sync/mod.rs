@@ -1,7 +1,33 @@
-//! The staged sync pipeline (DESIGN.md §9). This issue defines the stage
-//! identities whose checkpoints the store persists; the stages themselves
-//! come with the sync engine.
+//! The staged sync pipeline (DESIGN.md §9): Heads → SyncEpoch → ShortRange
+//! → BlockHashes → BlockBodies → States → Finish, cycle after cycle, on the
+//! `sync` thread. One file per stage; [`stage`] lists them in order and
+//! defines the [`Stage`] trait; [`pipeline`] runs them; errors classify
+//! themselves in [`error`].
+//!
+//! Verification is the anchor of blame: a block is accepted only if it
+//! hashes to a hash the hash stage staged, matches its tx root, links to
+//! our chain and carries commit signatures of the right committee (epoch
+//! blocks from SyncEpoch establish committees ahead, so signatures of any
+//! epoch verify in parallel). A stream is blamed critically only for data
+//! that fails those checks; timeouts and short answers only retry.
 
+pub mod block_bodies;
+pub mod block_hashes;
+pub mod context;
+pub mod error;
+pub mod finish;
+pub mod heads;
+pub mod pipeline;
+pub mod settings;
+pub mod short_range;
+pub mod stage;
 mod stage_id;
+pub mod states;
+pub mod sync_epoch;
 
+pub use context::{SyncContext, SyncStatus};
+pub use error::StageError;
+pub use pipeline::{CycleOutcome, Pipeline};
+pub use settings::SyncSettings;
+pub use stage::{Cycle, ExecOutput, Stage};
 pub use stage_id::StageId;

@@ -1,0 +1,258 @@
+//! A running node: the host (network, server, stream and request managers)
+//! and, when the client is on, the sync thread running the pipeline.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use streamsync::chain::GenesisSpec;
+//! use streamsync::config::{Config, Network};
+//! use streamsync::crypto::NodeIdentity;
+//! use streamsync::node::{Node, NodeConfig};
+//! use streamsync::store::{Store, StoreOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let genesis = GenesisSpec { seed: 1, network: "localnet".into(), shard_id: 0,
+//!                             epoch_len: 1000, committee_size: 64, accounts: 256 }.build()?;
+//! let store = Arc::new(Store::open_or_create("/tmp/node".as_ref(), &genesis, StoreOptions::default())?);
+//! let mut config = Config::for_network(Network::Localnet);
+//! config.sync.client = true;
+//! let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse()?);
+//! cfg.boot = vec![]; // PeerAddr of a boot node here
+//! let node = Node::start(cfg, store.clone(), NodeIdentity::generate(), Some(store))?;
+//! println!("{:?}", node.status().sync);
+//! node.trigger(); // consensus saw a new block: sync now
+//! node.shutdown();
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam::channel::{bounded, Sender};
+use parking_lot::RwLock;
+
+use crate::chain::ChainBackend;
+use crate::config::Config;
+use crate::crypto::NodeIdentity;
+use crate::host::{DiscoverySource, Host, HostConfig, HostHandle, HostStatus};
+use crate::net::NetError;
+use crate::store::{LmdbStaging, MemStaging, Staging, Store};
+use crate::stream::PeerAddr;
+use crate::sync::{Pipeline, SyncContext, SyncSettings, SyncStatus};
+
+/// What a node is started with.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// The effective configuration (`[Sync]`).
+    pub config: Config,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Shard id.
+    pub shard: u32,
+    /// Boot peers (a discovery source).
+    pub boot: Vec<PeerAddr>,
+    /// Trusted peers (dialled first, never removed).
+    pub trusted: Vec<PeerAddr>,
+    /// Stop the sync thread once synced (the CLI's `--exit-when-synced`).
+    pub exit_when_synced: bool,
+    /// Engine tuning beyond the config file (tests, benchmarks).
+    pub sync: Option<SyncSettings>,
+    /// Host tuning beyond the config file.
+    pub host: Option<HostConfig>,
+}
+
+impl NodeConfig {
+    /// A node for `config` listening on `listen`, shard 0, no peers.
+    pub fn new(config: Config, listen: SocketAddr) -> Self {
+        NodeConfig {
+            config,
+            listen,
+            shard: 0,
+            boot: vec![],
+            trusted: vec![],
+            exit_when_synced: false,
+            sync: None,
+            host: None,
+        }
+    }
+}
+
+/// A node's status.
+#[derive(Clone, Debug)]
+pub struct NodeStatus {
+    /// The sync pipeline.
+    pub sync: SyncStatus,
+    /// Streams, discovery, health.
+    pub host: HostStatus,
+}
+
+/// A running node. [`Node::shutdown`] (or drop) joins every thread.
+pub struct Node {
+    host: Host,
+    sync: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    trigger: Sender<()>,
+    status: Arc<RwLock<SyncStatus>>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("host", &self.host).finish()
+    }
+}
+
+/// Starting a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The network could not start.
+    #[error("{0}")]
+    Net(#[from] NetError),
+    /// A thread could not start.
+    #[error("cannot start the sync thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+impl Node {
+    /// Starts a node serving `backend`; with `Client` on, also the sync.
+    /// `lmdb` is the store to keep staging in when `UseMemDB` is off.
+    pub fn start(
+        cfg: NodeConfig,
+        backend: Arc<dyn ChainBackend>,
+        identity: NodeIdentity,
+        lmdb: Option<Arc<Store>>,
+    ) -> Result<Node, NodeError> {
+        Self::start_with_sources(cfg, backend, identity, lmdb, vec![])
+    }
+
+    /// Like [`Node::start`] with extra discovery sources.
+    pub fn start_with_sources(
+        cfg: NodeConfig,
+        backend: Arc<dyn ChainBackend>,
+        identity: NodeIdentity,
+        lmdb: Option<Arc<Store>>,
+        sources: Vec<Box<dyn DiscoverySource>>,
+    ) -> Result<Node, NodeError> {
+        let mut host_cfg = cfg
+            .host
+            .clone()
+            .unwrap_or_else(|| HostConfig::from_config(&cfg.config, cfg.listen, cfg.shard));
+        host_cfg.boot.extend(cfg.boot.iter().copied());
+        host_cfg.trusted.extend(cfg.trusted.iter().copied());
+        let host = Host::start(host_cfg, identity, backend.clone(), sources)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (trigger, triggers) = bounded(1);
+        let status = Arc::new(RwLock::new(SyncStatus {
+            head: backend.head().map(|h| h.number).unwrap_or(0),
+            ..SyncStatus::default()
+        }));
+        let sync = if cfg.config.sync.client {
+            let settings = cfg
+                .sync
+                .clone()
+                .unwrap_or_else(|| SyncSettings::from_sync(&cfg.config.sync));
+            let staging: Box<dyn Staging> = match (settings.staged.use_mem_db, lmdb) {
+                (false, Some(store)) => Box::new(LmdbStaging::new(store)),
+                _ => Box::new(MemStaging::default()),
+            };
+            let ctx = SyncContext {
+                backend,
+                host: host.handle(),
+                settings,
+                staging,
+                committees: Default::default(),
+                body_source: Default::default(),
+                hash_source: Default::default(),
+                status: status.clone(),
+                stop: stop.clone(),
+                last_progress: Instant::now(),
+            };
+            let exit = cfg.exit_when_synced;
+            Some(
+                std::thread::Builder::new()
+                    .name("sync".into())
+                    .spawn(move || {
+                        Pipeline::new(ctx).run(&triggers, exit);
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(Node {
+            host,
+            sync,
+            stop,
+            trigger,
+            status,
+            started: Instant::now(),
+        })
+    }
+
+    /// Stage, head, target, blocks/s, streams, discovery, health.
+    pub fn status(&self) -> NodeStatus {
+        NodeStatus {
+            sync: self.status.read().clone(),
+            host: self.host.status(),
+        }
+    }
+
+    /// The host side (streams, requests).
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// A handle to the host for other threads.
+    pub fn host_handle(&self) -> HostHandle {
+        self.host.handle()
+    }
+
+    /// Our dialable address.
+    pub fn peer_addr(&self) -> PeerAddr {
+        self.host.peer_addr()
+    }
+
+    /// Consensus saw a new block: run a sync cycle now.
+    pub fn trigger(&self) {
+        let _ = self.trigger.try_send(());
+    }
+
+    /// Whether the sync thread has finished (with `exit_when_synced`).
+    pub fn sync_finished(&self) -> bool {
+        self.sync.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits for the sync thread to end (it ends once synced with
+    /// `exit_when_synced`, or on shutdown).
+    pub fn join_sync(&mut self) {
+        if let Some(t) = self.sync.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops the sync, then the host; joins every thread.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.trigger.try_send(());
+        if let Some(t) = self.sync.take() {
+            let _ = t.join();
+        }
+        self.host.shutdown();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

@@ -1,0 +1,173 @@
+//! What every stage works with: the chain, the host (requests, blame), the
+//! staging tables, the committees known so far, the status.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use serde::Serialize;
+
+use super::error::StageError;
+use super::settings::SyncSettings;
+use super::stage_id::StageId;
+use crate::chain::verify::CommitteeKeys;
+use crate::chain::ChainBackend;
+use crate::host::HostHandle;
+use crate::net::{StreamId, StreamInfo};
+use crate::request::{Priority, RequestOptions};
+use crate::store::Staging;
+use crate::stream::RemovalReason;
+use crate::wire::{Request, Response};
+
+/// Outcome of one request: the response and the stream that sent it.
+pub type Answer = Result<(Response, StreamId), StageError>;
+
+/// A snapshot of the sync, for `status()` and progress displays.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SyncStatus {
+    /// The stage running now (`None` when idle).
+    pub stage: Option<&'static str>,
+    /// Our head.
+    pub head: u64,
+    /// The target of the current sync (highest height vouched for).
+    pub target: u64,
+    /// Blocks inserted per second over the last cycle.
+    pub blocks_per_sec: f64,
+    /// Blocks inserted since start.
+    pub blocks_synced: u64,
+    /// Encoded bytes of the blocks inserted since start.
+    pub bytes_synced: u64,
+    /// Commit signatures verified since start.
+    pub sigs_verified: u64,
+    /// Cycles completed.
+    pub cycles: u64,
+    /// Short-range syncs done.
+    pub short_ranges: u64,
+    /// Blocks rejected as invalid (their senders were removed).
+    pub invalid_blocks: u64,
+    /// Whether the last Heads found nothing to do.
+    pub synced: bool,
+    /// The last error a cycle ended with.
+    pub last_error: Option<String>,
+}
+
+/// The shared state of the stages.
+pub struct SyncContext {
+    /// The chain.
+    pub backend: Arc<dyn ChainBackend>,
+    /// Requests and blame.
+    pub host: HostHandle,
+    /// Settings.
+    pub settings: SyncSettings,
+    /// Downloaded, not yet inserted.
+    pub staging: Box<dyn Staging>,
+    /// Validated committees by epoch.
+    pub committees: HashMap<u64, Arc<CommitteeKeys>>,
+    /// Which stream sent each staged block.
+    pub body_source: HashMap<u64, StreamId>,
+    /// Which stream sent each staged hash.
+    pub hash_source: HashMap<u64, StreamId>,
+    /// Status for readers.
+    pub status: Arc<RwLock<SyncStatus>>,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Last time any stage made progress (the watchdog's clock).
+    pub last_progress: Instant,
+}
+
+impl std::fmt::Debug for SyncContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncContext")
+            .field("status", &*self.status.read())
+            .finish()
+    }
+}
+
+impl SyncContext {
+    /// The active streams now.
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        self.host.status().streams
+    }
+
+    /// Fails with `Shutdown` when asked to stop, `Stalled` when the watchdog
+    /// limit passed without progress.
+    pub fn check(&self) -> Result<(), StageError> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(StageError::Shutdown);
+        }
+        let idle = self.last_progress.elapsed();
+        if idle > self.settings.stall_timeout {
+            return Err(StageError::Stalled(idle));
+        }
+        Ok(())
+    }
+
+    /// Notes progress (resets the watchdog).
+    pub fn progressed(&mut self) {
+        self.last_progress = Instant::now();
+    }
+
+    /// Default options for a download request.
+    pub fn opts(&self, priority: Priority, blacklist: Vec<StreamId>) -> RequestOptions {
+        RequestOptions {
+            priority,
+            whitelist: None,
+            blacklist,
+            timeout: Some(self.settings.request_timeout),
+        }
+    }
+
+    /// Sends every request at once (the request manager spreads them over
+    /// streams and pipelines them) and returns the answers in order.
+    pub fn request_all(&self, reqs: Vec<(Request, RequestOptions)>) -> Vec<Answer> {
+        let rxs: Vec<_> = reqs
+            .into_iter()
+            .map(|(r, o)| self.host.requests().submit(r, o))
+            .collect();
+        rxs.into_iter()
+            .map(|rx| match rx.recv() {
+                Ok(Ok(x)) => Ok(x),
+                Ok(Err(e)) => Err(StageError::Network(e)),
+                Err(_) => Err(StageError::Shutdown),
+            })
+            .collect()
+    }
+
+    /// Removes a stream that sent provably invalid data (critical) or a
+    /// useless answer (not critical).
+    pub fn blame(&self, stream: StreamId, reason: RemovalReason, why: &str) {
+        tracing::warn!(stream, reason = reason.label(), why, "blaming stream");
+        self.host.remove_stream(stream, reason);
+    }
+
+    /// The validated keys of `epoch`'s committee, from the cache or the chain.
+    pub fn committee(&mut self, epoch: u64) -> Option<Arc<CommitteeKeys>> {
+        if let Some(k) = self.committees.get(&epoch) {
+            return Some(k.clone());
+        }
+        let c = self.backend.committee(epoch).ok()??;
+        let keys = Arc::new(CommitteeKeys::new(epoch, &c, 0).ok()?);
+        self.committees.insert(epoch, keys.clone());
+        Some(keys)
+    }
+
+    /// Updates the status.
+    pub fn set_stage(&self, stage: Option<StageId>) {
+        self.status.write().stage = stage.map(StageId::name);
+    }
+
+    /// Waits up to `d` (or until stopped) for the host to have `n` streams.
+    pub fn wait_for_streams(&self, n: usize, d: Duration) -> usize {
+        let deadline = Instant::now() + d;
+        loop {
+            let have = self.streams().len();
+            if have >= n || Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
+                return have;
+            }
+            // The host publishes its pool asynchronously; poll it.
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Stage errors classify themselves: who (if anyone) is to blame.
+
+use crate::chain::{BackendError, VerifyError};
+use crate::net::StreamId;
+use crate::request::RequestError;
+
+/// Why a stage could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// No stream answered (timeouts, no peers): soft, retry later.
+    #[error("network: {0}")]
+    Network(#[from] RequestError),
+    /// Not enough streams to start.
+    #[error("only {have} streams, need {need}")]
+    NotEnoughStreams {
+        /// Streams available.
+        have: usize,
+        /// Streams needed.
+        need: usize,
+    },
+    /// A block failed verification; its senders were blamed and the cycle
+    /// must re-download from the block on.
+    #[error("invalid block from stream {stream}: {error}")]
+    Invalid {
+        /// The stream that sent it.
+        stream: StreamId,
+        /// What is wrong.
+        error: VerifyError,
+    },
+    /// The local chain store failed: blame nobody.
+    #[error("local storage: {0}")]
+    Local(#[from] BackendError),
+    /// No progress for the watchdog's limit.
+    #[error("no progress for {0:?}")]
+    Stalled(std::time::Duration),
+    /// The node is shutting down.
+    #[error("shutting down")]
+    Shutdown,
+}

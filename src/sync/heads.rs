@@ -1,0 +1,93 @@
+//! Heads: ask every active stream its height; the target is the highest
+//! height that a majority of the answering streams vouch for (claim at least
+//! that height). One liar, or any minority of liars, can neither raise nor
+//! lower it beyond what the honest majority claims.
+
+use super::context::SyncContext;
+use super::error::StageError;
+use crate::request::{Priority, RequestOptions};
+use crate::stream::RemovalReason;
+use crate::wire::{Request, Response};
+
+/// The target vouched for by a majority of `heights`: sorted descending,
+/// the (⌊n/2⌋+1)-th value. `None` for no heights.
+pub fn majority_target(heights: &[u64]) -> Option<u64> {
+    let mut h = heights.to_vec();
+    h.sort_unstable_by(|a, b| b.cmp(a));
+    h.get(h.len() / 2).copied()
+}
+
+/// Runs Heads; returns the target (≥ our head).
+pub fn run(ctx: &mut SyncContext) -> Result<u64, StageError> {
+    let streams = ctx.streams();
+    let need = ctx.settings.min_peers.min(streams.len()).max(1);
+    if streams.is_empty() {
+        return Err(StageError::NotEnoughStreams { have: 0, need });
+    }
+    let reqs = streams
+        .iter()
+        .map(|s| {
+            (
+                Request::GetBlockNumber,
+                RequestOptions {
+                    priority: Priority::High,
+                    whitelist: Some(vec![s.id]),
+                    blacklist: vec![],
+                    timeout: Some(
+                        ctx.settings
+                            .request_timeout
+                            .min(std::time::Duration::from_secs(5)),
+                    ),
+                },
+            )
+        })
+        .collect();
+    let mut heights = Vec::new();
+    for a in ctx.request_all(reqs) {
+        match a {
+            Ok((Response::BlockNumber { number, .. }, _)) => heights.push(number),
+            Ok((_, stream)) => ctx.blame(
+                stream,
+                RemovalReason::InvalidResponse,
+                "GetBlockNumber answered with another type",
+            ),
+            Err(_) => {}
+        }
+    }
+    if heights.len() < need {
+        return Err(StageError::NotEnoughStreams {
+            have: heights.len(),
+            need,
+        });
+    }
+    let head = ctx.backend.head()?.number;
+    let target = majority_target(&heights).unwrap_or(head).max(head);
+    ctx.status.write().target = target;
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::majority_target;
+
+    #[test]
+    fn one_liar_cannot_set_the_target() {
+        assert_eq!(majority_target(&[100, 100, 100, 1_000_000]), Some(100));
+        assert_eq!(majority_target(&[100, 100, 100, 0]), Some(100));
+    }
+
+    #[test]
+    fn minority_of_liars_cannot_raise_the_target() {
+        assert_eq!(
+            majority_target(&[9_999_999, 9_999_999, 500, 500, 500]),
+            Some(500)
+        );
+    }
+
+    #[test]
+    fn target_is_the_highest_height_a_majority_reaches() {
+        assert_eq!(majority_target(&[120, 110, 100]), Some(110));
+        assert_eq!(majority_target(&[42]), Some(42));
+        assert_eq!(majority_target(&[]), None);
+    }
+}

@@ -1,0 +1,77 @@
+//! Sync settings: the guide's `[Sync.StagedSyncCfg]` plus the engine's own
+//! limits.
+
+use std::time::Duration;
+
+use crate::chain::verify::SigPolicy;
+use crate::config::{StagedSyncConfig, SyncConfig};
+
+/// Settings of the staged sync.
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    /// `[Sync.StagedSyncCfg]`.
+    pub staged: StagedSyncConfig,
+    /// `Concurrency`: download batches in flight.
+    pub concurrency: usize,
+    /// `MinPeers`: streams needed to start a cycle.
+    pub min_peers: usize,
+    /// `InitStreams`: streams waited for before the first cycle (at most
+    /// `init_wait`).
+    pub init_streams: usize,
+    /// How long the first cycle waits for `InitStreams`.
+    pub init_wait: Duration,
+    /// Within this many blocks of the target, ShortRange syncs instead of
+    /// the long-range stages.
+    pub short_range_threshold: u64,
+    /// Hashes per `GetBlockHashes` batch (≤ 1024).
+    pub hash_batch: usize,
+    /// Blocks per `GetBlocksByHashes` batch (≤ 128).
+    pub body_batch: usize,
+    /// Per-request time limit.
+    pub request_timeout: Duration,
+    /// Watchdog: a cycle with no progress for this long restarts.
+    pub stall_timeout: Duration,
+    /// Most blocks one cycle stages (memory bound when
+    /// `MaxBlocksPerSyncCycle` is 0).
+    pub max_staged_blocks: u64,
+    /// Pause between cycles once synced.
+    pub idle_interval: Duration,
+}
+
+impl SyncSettings {
+    /// From the `[Sync]` section.
+    pub fn from_sync(s: &SyncConfig) -> Self {
+        SyncSettings {
+            staged: s.staged.clone(),
+            concurrency: s.concurrency,
+            min_peers: s.min_peers,
+            init_streams: s.init_streams,
+            init_wait: Duration::from_secs(10),
+            short_range_threshold: 16,
+            hash_batch: 512,
+            body_batch: 128,
+            request_timeout: Duration::from_secs(20),
+            stall_timeout: Duration::from_secs(60),
+            max_staged_blocks: 16_384,
+            idle_interval: Duration::from_secs(2),
+        }
+    }
+
+    /// Which commit signatures States verifies.
+    pub fn sig_policy(&self) -> SigPolicy {
+        if self.staged.verify_all_sig {
+            SigPolicy::All
+        } else {
+            SigPolicy::EveryNth(self.staged.verify_header_batch_size)
+        }
+    }
+
+    /// Blocks of one cycle starting after `head`, towards `target`.
+    pub fn cycle_end(&self, head: u64, target: u64) -> u64 {
+        let mut end = target;
+        if self.staged.max_blocks_per_sync_cycle > 0 {
+            end = end.min(head + self.staged.max_blocks_per_sync_cycle);
+        }
+        end.min(head + self.max_staged_blocks)
+    }
+}

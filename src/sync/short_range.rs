@@ -1,0 +1,147 @@
+//! ShortRange: near the tip, ask several streams for the few missing hashes,
+//! keep the longest prefix a majority agrees on, fetch those blocks by hash,
+//! verify every signature and insert. Also what a consensus trigger runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::context::SyncContext;
+use super::error::StageError;
+use super::stage_id::StageId;
+use crate::chain::backend::InsertBatch;
+use crate::chain::verify::{verify_segment, CommitteeKeys, SigPolicy};
+use crate::chain::{BackendError, BlockWithSig};
+use crate::crypto::B256;
+use crate::metrics::names;
+use crate::request::{Priority, RequestOptions};
+use crate::stream::RemovalReason;
+use crate::wire::limits::MAX_BLOCKS_PER_REQUEST;
+use crate::wire::{Request, Response};
+
+/// Streams asked for hashes.
+const SHORT_RANGE_STREAMS: usize = 3;
+
+/// Syncs `head+1..=target` (at most 128 blocks). Returns blocks inserted.
+pub fn run(ctx: &mut SyncContext, target: u64) -> Result<u64, StageError> {
+    metrics::counter!(names::NUM_SHORT_RANGE).increment(1);
+    let head = ctx.backend.head()?;
+    let to = target.min(head.number + MAX_BLOCKS_PER_REQUEST as u64);
+    if to <= head.number {
+        return Ok(0);
+    }
+    let numbers: Vec<u64> = (head.number + 1..=to).collect();
+    let streams = ctx.streams();
+    let reqs = streams
+        .iter()
+        .take(SHORT_RANGE_STREAMS)
+        .map(|s| {
+            (
+                Request::GetBlockHashes(numbers.clone()),
+                RequestOptions {
+                    priority: Priority::High,
+                    whitelist: Some(vec![s.id]),
+                    blacklist: vec![],
+                    timeout: Some(ctx.settings.request_timeout),
+                },
+            )
+        })
+        .collect();
+    let answers: Vec<Vec<Option<B256>>> = ctx
+        .request_all(reqs)
+        .into_iter()
+        .filter_map(|a| match a {
+            Ok((Response::BlockHashes(h), _)) => Some(h),
+            _ => None,
+        })
+        .collect();
+    if answers.is_empty() {
+        return Ok(0);
+    }
+    // Longest prefix on which a majority of the answers agree.
+    let quorum = answers.len() / 2 + 1;
+    let mut chosen: Vec<B256> = Vec::new();
+    for i in 0..numbers.len() {
+        let mut votes: HashMap<B256, usize> = HashMap::new();
+        for a in &answers {
+            if let Some(Some(h)) = a.get(i) {
+                *votes.entry(*h).or_default() += 1;
+            }
+        }
+        match votes.into_iter().find(|(_, v)| *v >= quorum) {
+            Some((h, _)) => chosen.push(h),
+            None => break,
+        }
+    }
+    if chosen.is_empty() {
+        return Ok(0);
+    }
+    let a = ctx
+        .request_all(vec![(
+            Request::GetBlocksByHashes(chosen.clone()),
+            ctx.opts(Priority::High, vec![]),
+        )])
+        .pop()
+        .unwrap_or(Err(StageError::Shutdown));
+    let (resp, stream) = a?;
+    let Response::Blocks(items) = resp else {
+        return Ok(0);
+    };
+    let mut blocks = Vec::new();
+    for (i, want) in chosen.iter().enumerate() {
+        let Some(Some(bytes)) = items.get(i) else {
+            break;
+        };
+        match BlockWithSig::from_bytes(bytes) {
+            Ok(b) if b.block.hash() == *want => blocks.push(b),
+            _ => {
+                ctx.blame(
+                    stream,
+                    RemovalReason::CriticalError,
+                    "short-range block does not match its hash",
+                );
+                return Ok(0);
+            }
+        }
+    }
+    if blocks.is_empty() {
+        return Ok(0);
+    }
+    let spec = ctx.backend.chain_spec().clone();
+    let parent = ctx
+        .backend
+        .header_by_number(head.number)?
+        .ok_or_else(|| StageError::Local(BackendError::Storage("head header missing".into())))?;
+    let last = blocks.last().map_or(head.number, |b| b.block.number());
+    let mut committees: HashMap<u64, Arc<CommitteeKeys>> = HashMap::new();
+    for e in spec.epoch_of(head.number)..=spec.epoch_of(last) {
+        if let Some(k) = ctx.committee(e) {
+            committees.insert(e, k);
+        }
+    }
+    let errors = verify_segment(&spec, &parent, &head.hash, &blocks, SigPolicy::All, |e| {
+        committees.get(&e).cloned()
+    });
+    ctx.status.write().sigs_verified += blocks.len() as u64;
+    if let Some(e) = errors.first() {
+        if e.is_proof_of_invalid_data() {
+            ctx.blame(stream, RemovalReason::CriticalError, &e.to_string());
+        }
+        return Ok(0);
+    }
+    let count = blocks.len() as u64;
+    let bytes: u64 = blocks.iter().map(|b| b.to_bytes().len() as u64).sum();
+    ctx.backend.insert_verified_batch(&InsertBatch {
+        blocks,
+        progress: vec![(StageId::ShortRange, last), (StageId::States, last)],
+    })?;
+    metrics::histogram!(names::NUM_BLOCKS_INSERTED_SHORT_RANGE).record(count as f64);
+    {
+        let mut s = ctx.status.write();
+        s.head = last;
+        s.blocks_synced += count;
+        s.bytes_synced += bytes;
+        s.short_ranges += 1;
+    }
+    ctx.progressed();
+    Ok(count)
+}

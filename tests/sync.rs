@@ -1,0 +1,182 @@
+//! Staged sync between real nodes over loopback (DESIGN.md §9).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamsync::chain::backend::InsertBatch;
+use streamsync::chain::{BlockWithSig, ChainBackend, Genesis};
+use streamsync::config::{Config, Network};
+use streamsync::crypto::NodeIdentity;
+use streamsync::node::{Node, NodeConfig};
+use streamsync::store::{Store, StoreOptions};
+use streamsync::stream::PeerAddr;
+use streamsync::sync::SyncSettings;
+
+struct Running {
+    node: Node,
+    store: Arc<Store>,
+    _dir: tempfile::TempDir,
+}
+
+fn store(genesis: &Genesis, blocks: &[BlockWithSig]) -> (Arc<Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = StoreOptions {
+        durable: false,
+        ..StoreOptions::default()
+    };
+    let s = Arc::new(Store::open_or_create(dir.path(), genesis, opts).expect("store"));
+    if !blocks.is_empty() {
+        s.insert_batch(&InsertBatch {
+            blocks: blocks.to_vec(),
+            progress: vec![],
+        })
+        .expect("insert");
+    }
+    (s, dir)
+}
+
+fn serving(genesis: &Genesis, blocks: &[BlockWithSig]) -> Running {
+    let (store, dir) = store(genesis, blocks);
+    let cfg = NodeConfig::new(
+        Config::for_network(Network::Localnet),
+        "127.0.0.1:0".parse().expect("addr"),
+    );
+    let node = Node::start(
+        cfg,
+        store.clone(),
+        NodeIdentity::generate(),
+        Some(store.clone()),
+    )
+    .expect("node");
+    Running {
+        node,
+        store,
+        _dir: dir,
+    }
+}
+
+fn syncing(
+    genesis: &Genesis,
+    boot: Vec<PeerAddr>,
+    tune: impl FnOnce(&mut Config, &mut SyncSettings),
+) -> Running {
+    let (store, dir) = store(genesis, &[]);
+    let node = syncing_node(store.clone(), boot, tune);
+    Running {
+        node,
+        store,
+        _dir: dir,
+    }
+}
+
+/// A client node over `store`, trusting `boot`, leaving once synced.
+fn syncing_node(
+    store: Arc<Store>,
+    boot: Vec<PeerAddr>,
+    tune: impl FnOnce(&mut Config, &mut SyncSettings),
+) -> Node {
+    let mut config = Config::for_network(Network::Localnet);
+    config.sync.client = true;
+    let mut settings = SyncSettings::from_sync(&config.sync);
+    settings.init_streams = boot.len();
+    settings.init_wait = Duration::from_secs(10);
+    tune(&mut config, &mut settings);
+    settings.staged = config.sync.staged.clone();
+    let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
+    cfg.trusted = boot;
+    cfg.exit_when_synced = true;
+    cfg.sync = Some(settings);
+    Node::start(cfg, store.clone(), NodeIdentity::generate(), Some(store)).expect("node")
+}
+
+fn head_hash(s: &Store) -> [u8; 32] {
+    s.head().expect("head").hash
+}
+
+#[test]
+fn two_node_sync_reaches_the_source_head_across_epochs() {
+    let (genesis, _, blocks) = common::chain(common::spec(3, 50, 8), 2, 333);
+    let src = serving(&genesis, &blocks);
+    let mut dst = syncing(&genesis, vec![src.node.peer_addr()], |c, _| {
+        c.sync.staged.max_blocks_per_sync_cycle = 100;
+    });
+    dst.node.join_sync();
+    assert_eq!(dst.store.head().expect("head").number, 333);
+    assert_eq!(head_hash(&dst.store), head_hash(&src.store));
+    let st = dst.node.status().sync;
+    assert!(
+        st.cycles >= 4,
+        "MaxBlocksPerSyncCycle 100 → several cycles, got {}",
+        st.cycles
+    );
+    assert!(st.sigs_verified > 0);
+}
+
+#[test]
+fn sync_from_six_peers_with_every_signature_verified() {
+    let (genesis, _, blocks) = common::chain(common::spec(4, 40, 8), 1, 400);
+    let peers: Vec<Running> = (0..6).map(|_| serving(&genesis, &blocks)).collect();
+    let boot = peers.iter().map(|p| p.node.peer_addr()).collect();
+    let mut dst = syncing(&genesis, boot, |c, _| {
+        c.sync.staged.verify_all_sig = true;
+        c.sync.staged.max_blocks_per_sync_cycle = 0;
+    });
+    dst.node.join_sync();
+    assert_eq!(head_hash(&dst.store), head_hash(&peers[0].store));
+    let st = dst.node.status().sync;
+    assert!(
+        st.sigs_verified >= 400,
+        "VerifyAllSig verifies every block: {}",
+        st.sigs_verified
+    );
+}
+
+#[test]
+fn short_range_catches_up_after_the_source_grows() {
+    let (genesis, _, blocks) = common::chain(common::spec(5, 100, 8), 1, 60);
+    let src = serving(&genesis, &blocks[..50]);
+    let dst = syncing(&genesis, vec![src.node.peer_addr()], |_, _| {});
+    let Running {
+        mut node,
+        store: dst_store,
+        _dir,
+    } = dst;
+    node.join_sync();
+    assert_eq!(dst_store.head().expect("head").number, 50);
+    assert_eq!(node.status().sync.short_ranges, 0, "50 blocks: long range");
+    node.shutdown();
+    // The source grows by ten blocks; a restarted node catches up by short range.
+    src.store
+        .insert_batch(&InsertBatch {
+            blocks: blocks[50..].to_vec(),
+            progress: vec![],
+        })
+        .expect("grow");
+    let mut again = syncing_node(dst_store.clone(), vec![src.node.peer_addr()], |_, _| {});
+    again.join_sync();
+    assert_eq!(head_hash(&dst_store), head_hash(&src.store));
+    assert_eq!(again.status().sync.short_ranges, 1);
+}
+
+#[test]
+fn client_false_node_serves_but_never_syncs() {
+    let (genesis, _, blocks) = common::chain(common::spec(6, 100, 8), 1, 30);
+    let src = serving(&genesis, &blocks);
+    let (store, _dir) = store(&genesis, &[]);
+    let mut cfg = NodeConfig::new(
+        Config::for_network(Network::Localnet),
+        "127.0.0.1:0".parse().expect("addr"),
+    );
+    cfg.trusted = vec![src.node.peer_addr()];
+    let node = Node::start(cfg, store.clone(), NodeIdentity::generate(), None).expect("node");
+    assert!(node.sync_finished(), "no sync thread without Client");
+    // It connects and serves, but stays at genesis.
+    let events = node.host().subscribe();
+    events
+        .recv_timeout(Duration::from_secs(10))
+        .expect("stream to the source");
+    assert_eq!(store.head().expect("head").number, 0);
+    node.shutdown();
+}
