@@ -25,6 +25,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod byzantine;
 pub mod chain;
 pub mod config;
 pub mod crypto;

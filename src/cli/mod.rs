@@ -8,6 +8,8 @@ use streamsync::config::Network;
 mod dump_config;
 mod gen_chain;
 mod inspect;
+mod localnet;
+mod node;
 
 /// A peer-to-peer staged block sync engine (Harmony stream sync, in Rust).
 #[derive(Debug, Parser)]
@@ -25,6 +27,10 @@ enum Command {
     Inspect(inspect::Args),
     /// Print the complete effective configuration as TOML.
     DumpConfig(dump_config::Args),
+    /// Run a node: serve the chain, and sync it when the client is on.
+    Node(Box<node::Args>),
+    /// The main job: a local network on loopback and a fresh node syncing from it.
+    Localnet(localnet::Args),
 }
 
 /// A CLI failure: printed as `error: ...`, exit status 1.
@@ -47,6 +53,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::GenChain(a) => gen_chain::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::DumpConfig(a) => dump_config::run(a),
+        Command::Node(a) => node::run(*a),
+        Command::Localnet(a) => localnet::run(a),
     }
 }
 
@@ -62,4 +70,18 @@ struct DataDir {
     /// The node's data directory (an LMDB environment).
     #[arg(long, value_name = "DIR")]
     datadir: PathBuf,
+}
+
+/// Peak resident set size of this process, MiB (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }

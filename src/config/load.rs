@@ -223,7 +223,7 @@ fn cross(key: &str, value: impl ToString, allowed: String) -> ConfigError {
 }
 
 /// Rules between keys (each key's own range is checked while loading).
-pub(super) fn validate(s: &SyncConfig) -> Result<(), ConfigError> {
+pub(crate) fn validate(s: &SyncConfig) -> Result<(), ConfigError> {
     if s.disc_soft_low_cap < s.disc_hard_low_cap {
         return Err(cross(
             "Sync.DiscSoftLowCap",

@@ -147,6 +147,11 @@ impl Config {
         }
     }
 
+    /// Checks the rules between keys (after CLI overrides).
+    pub fn validate(&self) -> Result<(), super::ConfigError> {
+        super::load::validate(&self.sync)
+    }
+
     /// Renders the complete configuration as a `harmony.conf`-style TOML file
     /// that [`super::load_str`] reads back to an equal `Config`.
     pub fn to_toml(&self) -> String {

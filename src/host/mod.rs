@@ -127,6 +127,10 @@ pub struct HostStatus {
     pub health: HealthStats,
     /// Peer-exchange records rejected (forged, garbage, other networks).
     pub records_rejected: u64,
+    /// Streams ever activated.
+    pub streams_used: u64,
+    /// Streams ever removed.
+    pub streams_removed: u64,
 }
 
 impl HostStatus {
@@ -146,6 +150,8 @@ impl HostStatus {
                 average_failures: 0.0,
             },
             records_rejected: 0,
+            streams_used: 0,
+            streams_removed: 0,
         }
     }
 }

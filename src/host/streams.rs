@@ -291,6 +291,8 @@ impl StreamsDriver {
             discovery: s.discovery,
             health,
             records_rejected: self.records_rejected,
+            streams_used: s.activated_total,
+            streams_removed: s.removed_total,
         });
     }
 }

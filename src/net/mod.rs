@@ -54,6 +54,9 @@ pub struct NetConfig {
     pub write_concurrency: usize,
     /// Requests queued for the server; past this, peers get `rate_limited`.
     pub request_queue: usize,
+    /// User-space delay added to every frame sent (the kernel here has no
+    /// netem); zero for none.
+    pub latency: Duration,
 }
 
 impl NetConfig {
@@ -69,6 +72,7 @@ impl NetConfig {
             write_buffer_limit: 64 << 20,
             write_concurrency: DEFAULT_WRITE_CONCURRENCY,
             request_queue: 4096,
+            latency: Duration::ZERO,
         }
     }
 }

@@ -70,6 +70,7 @@ struct Conn {
     permits: VecDeque<(u64, WritePermit)>,
     deadline: Option<Instant>,
     goodbye: Option<String>,
+    delayed: VecDeque<(Instant, Vec<u8>, Option<WritePermit>)>,
 }
 
 struct Counters {
@@ -104,6 +105,7 @@ pub(super) struct Reactor {
     timers: BinaryHeap<Reverse<(Instant, StreamId)>>,
     inbound_handshakes: usize,
     pending_reads: HashSet<StreamId>,
+    delayed_conns: HashSet<StreamId>,
     cmds: Receiver<Command>,
     events: Sender<NetEvent>,
     requests: Sender<InboundRequest>,
@@ -132,6 +134,7 @@ impl Reactor {
             timers: BinaryHeap::new(),
             inbound_handshakes: 0,
             pending_reads: HashSet::new(),
+            delayed_conns: HashSet::new(),
             cmds,
             events,
             requests,
@@ -144,9 +147,13 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = if self.pending_reads.is_empty() {
-                self.timers
-                    .peek()
-                    .map(|Reverse((t, _))| t.saturating_duration_since(Instant::now()))
+                let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+                let release = self.next_release();
+                [timer, release]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .map(|t| t.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -173,6 +180,7 @@ impl Reactor {
                 self.close_all(CloseReason::Shutdown);
                 return;
             }
+            self.release_delayed();
             self.expire_timers();
         }
     }
@@ -258,6 +266,7 @@ impl Reactor {
                 permits: VecDeque::new(),
                 deadline: Some(deadline),
                 goodbye: None,
+                delayed: VecDeque::new(),
             },
         );
         id
@@ -310,6 +319,43 @@ impl Reactor {
                         addr,
                         reason: CloseReason::ConnectFailed(e.to_string()),
                     })));
+            }
+        }
+    }
+
+    fn next_release(&self) -> Option<Instant> {
+        self.delayed_conns
+            .iter()
+            .filter_map(|id| {
+                self.conns
+                    .get(id)
+                    .and_then(|c| c.delayed.front().map(|d| d.0))
+            })
+            .min()
+    }
+
+    /// Sends the delayed frames whose time has come (`NetConfig::latency`).
+    fn release_delayed(&mut self) {
+        if self.delayed_conns.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let ids: Vec<StreamId> = self.delayed_conns.iter().copied().collect();
+        for id in ids {
+            loop {
+                let Some(c) = self.conns.get_mut(&id) else {
+                    self.delayed_conns.remove(&id);
+                    break;
+                };
+                if c.delayed.front().is_none_or(|d| d.0 > now) {
+                    if c.delayed.is_empty() {
+                        self.delayed_conns.remove(&id);
+                    }
+                    break;
+                }
+                if let Some((_, frame, permit)) = c.delayed.pop_front() {
+                    self.send(id, &frame, permit);
+                }
             }
         }
     }

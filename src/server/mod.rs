@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub limits: RateLimits,
     /// Soft limit of one block response, bytes.
     pub soft_response_bytes: usize,
+    /// Answer requests (true), or drop them silently (`localnet
+    /// --byzantine` simulates a silent peer with it).
+    pub answer: bool,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
             workers: 2,
             limits: RateLimits::default(),
             soft_response_bytes: SOFT_RESPONSE_BYTES,
+            answer: true,
         }
     }
 }
@@ -67,6 +71,7 @@ struct Shared {
     limiter: Mutex<RateLimiter>,
     peers: Arc<PeerSource>,
     soft_limit: usize,
+    answer: bool,
 }
 
 impl Server {
@@ -85,6 +90,7 @@ impl Server {
             limiter: Mutex::new(RateLimiter::new(cfg.limits, Instant::now())),
             peers,
             soft_limit: cfg.soft_response_bytes,
+            answer: cfg.answer,
         });
         let workers = (0..cfg.workers.max(1))
             .map(|i| {
@@ -111,6 +117,9 @@ fn worker(s: &Shared, requests: &Receiver<InboundRequest>) {
     let sync_server_request = metrics::counter!(names::SYNC_SERVER_REQUEST);
     let delay = metrics::histogram!(names::SERVER_REQUEST_DELAY);
     for req in requests.iter() {
+        if !s.answer {
+            continue;
+        }
         num_server_request.increment(1);
         sync_server_request.increment(1);
         let now = Instant::now();

@@ -195,6 +195,10 @@ pub struct StreamStatus {
     pub in_cooldown: Vec<(PeerId, Instant)>,
     /// Discovery state.
     pub discovery: DiscoveryState,
+    /// Streams ever activated.
+    pub activated_total: u64,
+    /// Streams ever removed (by the node or the network).
+    pub removed_total: u64,
 }
 
 struct Setup {
@@ -220,6 +224,8 @@ pub struct StreamManager {
     next_check: Instant,
     slow_strikes: HashMap<StreamId, u32>,
     closing: HashSet<StreamId>,
+    activated_total: u64,
+    removed_total: u64,
 }
 
 impl std::fmt::Debug for StreamManager {
@@ -251,6 +257,8 @@ impl StreamManager {
             next_check: now + cfg.check_interval,
             slow_strikes: HashMap::new(),
             closing: HashSet::new(),
+            activated_total: 0,
+            removed_total: 0,
         }
     }
 
@@ -299,6 +307,8 @@ impl StreamManager {
             setting_up: self.setups.len(),
             in_cooldown: self.cooldowns.in_cooldown(now),
             discovery: self.discovery,
+            activated_total: self.activated_total,
+            removed_total: self.removed_total,
         }
     }
 
@@ -649,6 +659,7 @@ impl StreamManager {
 
     fn activate(&mut self, info: StreamInfo, out: &mut Vec<Action>) {
         metrics::counter!(names::ADDED_STREAMS).increment(1);
+        self.activated_total += 1;
         self.active.insert(info.id, info.clone());
         out.push(Action::Activated(info));
         self.gauges();
@@ -670,6 +681,7 @@ impl StreamManager {
         };
         self.by_peer.remove(&info.peer_id);
         metrics::counter!(names::REMOVED_STREAMS).increment(1);
+        self.removed_total += 1;
         self.gauges();
         true
     }

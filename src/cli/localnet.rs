@@ -1,0 +1,312 @@
+//! `streamsync localnet`, the main job (DESIGN.md §12): generate a chain,
+//! start serving peers on loopback (some byzantine if asked), start a fresh
+//! node as a child process that finds them (boot peer + peer exchange) and
+//! full-syncs, show its progress, and report.
+
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use streamsync::byzantine::{Behaviour, ByzantineBackend};
+use streamsync::chain::backend::InsertBatch;
+use streamsync::chain::generator::Generator;
+use streamsync::chain::{ChainBackend, GenesisSpec};
+use streamsync::config::{Config, Network};
+use streamsync::crypto::hash::to_hex;
+use streamsync::crypto::NodeIdentity;
+use streamsync::host::HostConfig;
+use streamsync::net::to_multiaddr;
+use streamsync::node::{Node, NodeConfig};
+use streamsync::store::{Store, StoreOptions};
+
+use super::CliError;
+
+/// Blocks per generated insert batch.
+const GEN_BATCH: usize = 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Blocks in the chain.
+    #[arg(long, default_value_t = 10_000)]
+    blocks: u64,
+    /// Serving peers.
+    #[arg(long, default_value_t = 4)]
+    peers: usize,
+    /// How many of the peers serve corrupted data (wrong bodies, bad
+    /// signatures, lying heights, garbage, silence, in turn).
+    #[arg(long, default_value_t = 0)]
+    byzantine: usize,
+    /// User-space delay on every link, milliseconds (each direction).
+    #[arg(long, default_value_t = 0)]
+    latency: u64,
+    /// Serve the syncing node's `/metrics` and `/status` here.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Print the report as one JSON line.
+    #[arg(long)]
+    json: bool,
+    /// Verify every block's commit signature (`VerifyAllSig`).
+    #[arg(long)]
+    verify_all_sig: bool,
+    /// `MaxBlocksPerSyncCycle` of the syncing node (0 = all in one cycle).
+    #[arg(long)]
+    max_blocks_per_cycle: Option<u64>,
+    /// Seed of the chain.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Committee members per epoch.
+    #[arg(long, default_value_t = 64)]
+    committee: u32,
+    /// Blocks per epoch.
+    #[arg(long = "epoch-len", default_value_t = 1000)]
+    epoch_len: u64,
+    /// Transfers per block.
+    #[arg(long, default_value_t = 4)]
+    txs: u32,
+    /// Keep the work files (chain, logs) in this directory.
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    if let Ok(s) = ProgressStyle::with_template(template) {
+        b.set_style(s.progress_chars("=> "));
+    }
+    b
+}
+
+fn http_get_json(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = text.split("\r\n\r\n").nth(1)?;
+    serde_json::from_str(body).ok()
+}
+
+fn free_port() -> Result<SocketAddr, CliError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+pub fn run(a: Args) -> Result<(), CliError> {
+    if a.peers == 0 || a.byzantine >= a.peers {
+        return Err(format!(
+            "--byzantine {} needs at least one honest peer of --peers {}",
+            a.byzantine, a.peers
+        )
+        .into());
+    }
+    let work = match &a.keep {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("streamsync-localnet-{}", std::process::id())),
+    };
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let result = run_in(&a, &work);
+    if a.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
+
+fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
+    let say = |m: String| {
+        if !a.json {
+            eprintln!("{m}");
+        }
+    };
+    // 1. The chain.
+    let spec = GenesisSpec {
+        seed: a.seed,
+        network: Network::Localnet.name().into(),
+        shard_id: 0,
+        epoch_len: a.epoch_len,
+        committee_size: a.committee,
+        accounts: 256,
+    };
+    let (mut gen, genesis) = Generator::new(spec.clone(), a.txs)?;
+    let opts = StoreOptions {
+        durable: false,
+        ..StoreOptions::default()
+    };
+    let source = Arc::new(Store::open_or_create(&work.join("source"), &genesis, opts)?);
+    let t0 = Instant::now();
+    let gbar = bar(
+        a.blocks,
+        "{spinner} generating [{bar:40}] {pos}/{len} blocks {per_sec}",
+    );
+    let mut left = a.blocks;
+    while left > 0 {
+        let n = left.min(GEN_BATCH as u64) as usize;
+        let blocks = (0..n)
+            .map(|_| gen.next_block())
+            .collect::<Result<Vec<_>, _>>()?;
+        source.insert_batch(&InsertBatch {
+            blocks,
+            progress: vec![],
+        })?;
+        left -= n as u64;
+        gbar.set_position(a.blocks - left);
+    }
+    gbar.finish_and_clear();
+    let source_head = source.head()?;
+    say(format!(
+        "generated {} blocks in {:.1} s; head {}",
+        a.blocks,
+        t0.elapsed().as_secs_f64(),
+        to_hex(&source_head.hash)
+    ));
+
+    // 2. Serving peers; the byzantine ones are the last ones, peer 0 (the
+    // boot peer) is honest.
+    let mut peers: Vec<Node> = Vec::new();
+    let mut boot = None;
+    for i in 0..a.peers {
+        let byz = (i >= a.peers - a.byzantine)
+            .then(|| Behaviour::ALL[(i - (a.peers - a.byzantine)) % Behaviour::ALL.len()]);
+        let backend: Arc<dyn ChainBackend> = match byz {
+            Some(b) => Arc::new(ByzantineBackend::new(source.clone(), b)),
+            None => source.clone(),
+        };
+        let config = Config::for_network(Network::Localnet);
+        let listen: SocketAddr = "127.0.0.1:0".parse()?;
+        let mut host = HostConfig::from_config(&config, listen, 0);
+        host.server.answer = byz != Some(Behaviour::Silence);
+        host.net.latency = Duration::from_millis(a.latency);
+        let mut cfg = NodeConfig::new(config, listen);
+        cfg.boot = boot.into_iter().collect();
+        cfg.host = Some(host);
+        let node = Node::start(cfg, backend, NodeIdentity::generate(), None)?;
+        if i == 0 {
+            boot = Some(node.peer_addr());
+        }
+        say(format!(
+            "peer {i}: {}{}",
+            to_multiaddr(node.peer_addr().addr, Some(node.peer_addr().peer)),
+            byz.map(|b| format!(" (byzantine: {b:?})"))
+                .unwrap_or_default()
+        ));
+        peers.push(node);
+    }
+    let boot = boot.ok_or("no boot peer")?;
+
+    // 3. The syncing node, a child process (its own memory, its own report).
+    let status_addr = match a.metrics {
+        Some(m) => m,
+        None => free_port()?,
+    };
+    let exe = std::env::current_exe()?;
+    let log = std::fs::File::create(work.join("sync.log"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("node")
+        .arg("--datadir")
+        .arg(work.join("sync"))
+        .args(["--network", "localnet"])
+        .args([
+            "--boot",
+            &to_multiaddr(boot.addr, Some(boot.peer)).to_string(),
+        ])
+        .args(["--sync.downloader", "true"])
+        .args(["--sync.init-peers", &a.peers.to_string()])
+        .args(["--sync.verify-all-sig", &a.verify_all_sig.to_string()])
+        .args(["--metrics", &status_addr.to_string()])
+        .args(["--genesis-seed", &a.seed.to_string()])
+        .args(["--committee", &a.committee.to_string()])
+        .args(["--epoch-len", &a.epoch_len.to_string()])
+        .args(["--latency", &a.latency.to_string()])
+        .args(["--exit-when-synced", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    if let Some(m) = a.max_blocks_per_cycle {
+        cmd.args(["--sync.max-blocks-per-cycle", &m.to_string()]);
+    }
+    let mut child = cmd.spawn()?;
+    let pbar = bar(source_head.number, "{spinner} {msg} [{bar:30}] {pos}/{len}");
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if let Some(s) = http_get_json(status_addr, "/status") {
+            pbar.set_position(s["head"].as_u64().unwrap_or(0));
+            pbar.set_message(format!(
+                "{:<11} {:>8.0} blocks/s  streams {}",
+                s["stage"].as_str().unwrap_or("idle"),
+                s["blocks_per_sec"].as_f64().unwrap_or(0.0),
+                s["streams_active"].as_u64().unwrap_or(0)
+            ));
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            let _ = child.kill();
+            return Err("sync did not finish within an hour".into());
+        }
+        std::thread::park_timeout(Duration::from_millis(200));
+    };
+    pbar.finish_and_clear();
+    let mut last = String::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            last = line;
+        }
+    }
+    for p in peers {
+        p.shutdown();
+    }
+    if !exit.success() {
+        return Err(
+            format!("syncing node failed ({exit}); see its log in --keep DIR/sync.log").into(),
+        );
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&last).map_err(|e| format!("syncing node report: {e}: {last}"))?;
+    let head_hash = r["head_hash"].as_str().unwrap_or_default().to_string();
+    let head_match = head_hash == to_hex(&source_head.hash);
+    let report = serde_json::json!({
+        "blocks": r["blocks"],
+        "seconds": r["seconds"],
+        "blocks_per_sec": r["blocks_per_sec"],
+        "mb_per_sec": r["mb_per_sec"],
+        "head": r["head"],
+        "head_hash": head_hash,
+        "head_match": head_match,
+        "peers": a.peers,
+        "byzantine": a.byzantine,
+        "streams_used": r["streams_used"],
+        "streams_removed": r["streams_removed"],
+        "sigs_verified": r["sigs_verified"],
+        "invalid_blocks": r["invalid_blocks"],
+        "verify_all_sig": a.verify_all_sig,
+        "peak_rss_mb": r["peak_rss_mb"],
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!(
+            "synced {} blocks in {:.2} s: {:.0} blocks/s, {:.1} MB/s; streams used {}, removed {}; {} signatures verified; peak RSS {:.0} MiB",
+            r["blocks"], r["seconds"].as_f64().unwrap_or(0.0), r["blocks_per_sec"].as_f64().unwrap_or(0.0),
+            r["mb_per_sec"].as_f64().unwrap_or(0.0), r["streams_used"], r["streams_removed"], r["sigs_verified"],
+            r["peak_rss_mb"].as_f64().unwrap_or(0.0)
+        );
+        println!(
+            "head {} {} — matches the source: {}",
+            r["head"],
+            head_hash,
+            if head_match { "yes" } else { "NO" }
+        );
+    }
+    if !head_match {
+        return Err("synced head differs from the source".into());
+    }
+    Ok(())
+}
