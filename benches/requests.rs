@@ -55,7 +55,7 @@ fn dispatch(c: &mut Criterion) {
                                 m.on_response(stream, id, resp.clone(), now, &mut out)
                             }
                             RmAction::Deliver { .. } => delivered += 1,
-                            RmAction::Misbehaved { .. } => {}
+                            RmAction::Misbehaved { .. } | RmAction::Unresponsive { .. } => {}
                         }
                     }
                 }

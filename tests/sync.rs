@@ -85,7 +85,8 @@ fn syncing_node(
     tune(&mut config, &mut settings);
     settings.staged = config.sync.staged.clone();
     let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
-    cfg.trusted = boot;
+    // Boot peers, not trusted ones: a peer proven to lie must be removable.
+    cfg.boot = boot;
     cfg.exit_when_synced = true;
     cfg.sync = Some(settings);
     Node::start(cfg, store.clone(), NodeIdentity::generate(), Some(store)).expect("node")
@@ -179,4 +180,86 @@ fn client_false_node_serves_but_never_syncs() {
         .expect("stream to the source");
     assert_eq!(store.head().expect("head").number, 0);
     node.shutdown();
+}
+
+fn byzantine(
+    genesis: &Genesis,
+    blocks: &[BlockWithSig],
+    b: streamsync::byzantine::Behaviour,
+) -> Running {
+    use streamsync::byzantine::{Behaviour, ByzantineBackend};
+    let (store, dir) = store(genesis, blocks);
+    let config = Config::for_network(Network::Localnet);
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    let mut host = streamsync::host::HostConfig::from_config(&config, listen, 0);
+    host.server.answer = b != Behaviour::Silence;
+    let mut cfg = NodeConfig::new(config, listen);
+    cfg.host = Some(host);
+    let backend = Arc::new(ByzantineBackend::new(store.clone(), b));
+    let node = Node::start(cfg, backend, NodeIdentity::generate(), None).expect("node");
+    Running {
+        node,
+        store,
+        _dir: dir,
+    }
+}
+
+/// Each byzantine behaviour alone next to one honest peer: the sync reaches
+/// the honest head, and the peers that sent provably invalid data are removed
+/// with a critical error.
+#[test]
+fn each_byzantine_behaviour_alone_with_an_honest_peer() {
+    use streamsync::byzantine::Behaviour;
+    let (genesis, _, blocks) = common::chain(common::spec(8, 50, 8), 2, 220);
+    for b in Behaviour::ALL {
+        let honest = serving(&genesis, &blocks);
+        let liar = byzantine(&genesis, &blocks, b);
+        let mut dst = syncing(
+            &genesis,
+            vec![honest.node.peer_addr(), liar.node.peer_addr()],
+            |c, s| {
+                // Many short cycles: each cycle's last block (whose carried
+                // commit signature is checked) comes from either stream.
+                c.sync.staged.max_blocks_per_sync_cycle = 16;
+                s.request_timeout = Duration::from_secs(3);
+                // Small batches, several in flight: both streams get work.
+                s.body_batch = 4;
+                s.hash_batch = 4;
+            },
+        );
+        dst.node.join_sync();
+        assert_eq!(head_hash(&dst.store), head_hash(&honest.store), "{b:?}");
+        let st = dst.node.status();
+        if matches!(
+            b,
+            Behaviour::WrongBodies | Behaviour::BadSignatures | Behaviour::Garbage
+        ) {
+            assert!(st.host.streams_removed >= 1, "{b:?}: liar not removed");
+            assert!(
+                !st.host.in_cooldown.is_empty(),
+                "{b:?}: liar not cooled down"
+            );
+        }
+    }
+}
+
+#[test]
+fn mixed_byzantine_peers_with_honest_majority() {
+    use streamsync::byzantine::Behaviour;
+    let (genesis, _, blocks) = common::chain(common::spec(9, 50, 8), 2, 300);
+    let honest: Vec<Running> = (0..2).map(|_| serving(&genesis, &blocks)).collect();
+    let liars: Vec<Running> = Behaviour::ALL[..4]
+        .iter()
+        .map(|b| byzantine(&genesis, &blocks, *b))
+        .collect();
+    let boot: Vec<PeerAddr> = honest
+        .iter()
+        .chain(liars.iter())
+        .map(|r| r.node.peer_addr())
+        .collect();
+    let mut dst = syncing(&genesis, boot, |c, _| {
+        c.sync.staged.max_blocks_per_sync_cycle = 100
+    });
+    dst.node.join_sync();
+    assert_eq!(head_hash(&dst.store), head_hash(&honest[0].store));
 }

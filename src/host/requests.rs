@@ -210,6 +210,12 @@ impl Driver {
                         reason: RemovalReason::InvalidResponse,
                     });
                 }
+                RmAction::Unresponsive { stream } => {
+                    let _ = self.streams.send(StreamCmd::Remove {
+                        stream,
+                        reason: RemovalReason::ConnectionFailure,
+                    });
+                }
             }
         }
     }

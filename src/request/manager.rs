@@ -101,7 +101,17 @@ pub enum RmAction {
         /// The stream.
         stream: StreamId,
     },
+    /// A stream let `UNRESPONSIVE_TIMEOUTS` requests in a row time out: a
+    /// soft failure, reported so the stream manager can replace it.
+    Unresponsive {
+        /// The stream.
+        stream: StreamId,
+    },
 }
+
+/// Timeouts in a row, with no answer between, after which a stream is
+/// reported unresponsive.
+pub const UNRESPONSIVE_TIMEOUTS: u32 = 3;
 
 /// Settings.
 #[derive(Clone, Copy, Debug)]
@@ -177,6 +187,7 @@ struct StreamState {
     failures: u32,
     paused_until: Option<Instant>,
     done: u64,
+    timeouts_in_a_row: u32,
 }
 
 /// EWMA weight of a new latency sample.
@@ -323,6 +334,7 @@ impl RequestManager {
             failures: 0,
             paused_until: None,
             done: 0,
+            timeouts_in_a_row: 0,
         });
         self.no_stream_since = None;
         self.dispatch(now, out);
@@ -399,6 +411,7 @@ impl RequestManager {
             });
             s.window = (s.window + 1.0 / s.window).min(max_window);
             s.done += 1;
+            s.timeouts_in_a_row = 0;
             if s.done % 64 == 0 {
                 s.failures = s.failures.saturating_sub(1);
             }
@@ -429,6 +442,10 @@ impl RequestManager {
                 s.in_flight = s.in_flight.saturating_sub(1);
                 s.failures += 1;
                 s.window = (s.window / 2.0).max(1.0);
+                s.timeouts_in_a_row += 1;
+                if s.timeouts_in_a_row == UNRESPONSIVE_TIMEOUTS {
+                    out.push(RmAction::Unresponsive { stream: key.0 });
+                }
             }
             let job = f.job;
             let overall = self.overall_deadline(&job);

@@ -9,6 +9,9 @@ use crate::request::{Priority, RequestOptions};
 use crate::stream::RemovalReason;
 use crate::wire::{Request, Response};
 
+/// How long Heads waits for each stream's height.
+const HEADS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The target vouched for by a majority of `heights`: sorted descending,
 /// the (⌊n/2⌋+1)-th value. `None` for no heights.
 pub fn majority_target(heights: &[u64]) -> Option<u64> {
@@ -20,7 +23,9 @@ pub fn majority_target(heights: &[u64]) -> Option<u64> {
 /// Runs Heads; returns the target (≥ our head).
 pub fn run(ctx: &mut SyncContext) -> Result<u64, StageError> {
     let streams = ctx.streams();
-    let need = ctx.settings.min_peers.min(streams.len()).max(1);
+    // MinPeers streams (or all we have) must exist; silent ones may not
+    // answer, so any answers decide, by majority.
+    let need = 1;
     if streams.is_empty() {
         return Err(StageError::NotEnoughStreams { have: 0, need });
     }
@@ -33,11 +38,7 @@ pub fn run(ctx: &mut SyncContext) -> Result<u64, StageError> {
                     priority: Priority::High,
                     whitelist: Some(vec![s.id]),
                     blacklist: vec![],
-                    timeout: Some(
-                        ctx.settings
-                            .request_timeout
-                            .min(std::time::Duration::from_secs(5)),
-                    ),
+                    timeout: Some(ctx.settings.request_timeout.min(HEADS_TIMEOUT)),
                 },
             )
         })
