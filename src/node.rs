@@ -168,6 +168,7 @@ impl Node {
                 status: status.clone(),
                 stop: stop.clone(),
                 last_progress: Instant::now(),
+                prefetch: Default::default(),
             };
             let exit = cfg.exit_when_synced;
             Some(

@@ -30,7 +30,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use peer_book::PeerBook;
 use requests::ReqCmd;
-pub use requests::RequestHandle;
+pub use requests::{Reply, RequestHandle, RequestResult};
 use streams::StreamCmd;
 
 use crate::chain::ChainBackend;

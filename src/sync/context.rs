@@ -75,6 +75,8 @@ pub struct SyncContext {
     pub stop: Arc<AtomicBool>,
     /// Last time any stage made progress (the watchdog's clock).
     pub last_progress: Instant,
+    /// Turbo: the next cycle's blocks downloading in the background.
+    pub prefetch: super::turbo::Prefetch,
 }
 
 impl std::fmt::Debug for SyncContext {

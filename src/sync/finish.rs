@@ -11,6 +11,7 @@ pub fn run(ctx: &mut SyncContext) -> Result<(), StageError> {
     ctx.body_source.clear();
     ctx.hash_source.clear();
     let head = ctx.backend.head()?.number;
+    super::turbo::prune(ctx, head);
     let mut s = ctx.status.write();
     s.head = head;
     s.cycles += 1;

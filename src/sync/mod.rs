@@ -24,6 +24,7 @@ pub mod stage;
 mod stage_id;
 pub mod states;
 pub mod sync_epoch;
+pub mod turbo;
 
 pub use context::{SyncContext, SyncStatus};
 pub use error::StageError;
