@@ -154,8 +154,14 @@ impl Node {
                 .clone()
                 .unwrap_or_else(|| SyncSettings::from_sync(&cfg.config.sync));
             let staging: Box<dyn Staging> = match (settings.staged.use_mem_db, lmdb) {
-                (false, Some(store)) => Box::new(LmdbStaging::new(store)),
-                _ => Box::new(MemStaging::default()),
+                (false, Some(store)) => {
+                    status.write().staging = "lmdb";
+                    Box::new(LmdbStaging::new(store))
+                }
+                _ => {
+                    status.write().staging = "memory";
+                    Box::new(MemStaging::default())
+                }
             };
             let ctx = SyncContext {
                 backend,

@@ -108,7 +108,9 @@ fn isolated_verify_rate(store: &Store) -> Result<f64, CliError> {
     let mut keys = std::collections::HashMap::new();
     let mut jobs = Vec::new();
     for n in from..=head {
-        let Some(b) = store.block_with_sig(n)? else { continue };
+        let Some(b) = store.block_with_sig(n)? else {
+            continue;
+        };
         let e = spec.epoch_of(n);
         if let std::collections::hash_map::Entry::Vacant(v) = keys.entry(e) {
             let c = store.committee(e)?.ok_or("committee missing")?;
@@ -204,7 +206,10 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
     ));
 
     let isolated = isolated_verify_rate(&source)?;
-    say(format!("isolated batch verification: {isolated:.0} signatures/s on {} threads", rayon::current_num_threads()));
+    say(format!(
+        "isolated batch verification: {isolated:.0} signatures/s on {} threads",
+        rayon::current_num_threads()
+    ));
 
     // 2. Serving peers; the byzantine ones are the last ones, peer 0 (the
     // boot peer) is honest.

@@ -49,6 +49,7 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
                 match complete(ctx, batch, a) {
                     Some((hashes, stream)) => {
                         let confirmed = if double {
+                            ctx.status.write().hash_batches_double_checked += 1;
                             confirm(ctx, batch, &hashes, stream)?
                         } else {
                             Some((hashes, stream))

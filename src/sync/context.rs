@@ -49,6 +49,14 @@ pub struct SyncStatus {
     pub invalid_blocks: u64,
     /// Whether the last Heads found nothing to do.
     pub synced: bool,
+    /// Atomic insert transactions States committed.
+    pub insert_batches: u64,
+    /// Hash batches confirmed by a second stream (`DoubleCheckBlockHashes`).
+    pub hash_batches_double_checked: u64,
+    /// Blocks taken from Turbo's background downloads.
+    pub prefetched_used: u64,
+    /// Where staging lives: "memory" (`UseMemDB`) or "lmdb".
+    pub staging: &'static str,
     /// The last error a cycle ended with.
     pub last_error: Option<String>,
 }

@@ -42,6 +42,7 @@ pub trait Stage: Send {
     /// (default: drop everything staged, which the next cycle re-fetches).
     fn revert(&mut self, ctx: &mut SyncContext, from: u64) -> Result<(), StageError> {
         let _ = from;
+        super::turbo::clear(ctx);
         ctx.staging
             .clear()
             .map_err(|e| StageError::Local(e.into()))?;
@@ -151,6 +152,12 @@ impl Stage for States {
         ctx: &mut SyncContext,
         cycle: &mut Cycle,
     ) -> Result<ExecOutput, StageError> {
+        // Turbo: the next cycle's blocks download while this one executes.
+        let ahead = ctx.settings.staged.max_background_blocks;
+        if ahead > 0 && cycle.to < cycle.target {
+            let end = cycle.target.min(cycle.to + ahead);
+            super::turbo::start(ctx, cycle.to + 1, end);
+        }
         states::run(ctx, cycle.from, cycle.to)?;
         Ok(ExecOutput::Continue)
     }

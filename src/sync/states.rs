@@ -97,6 +97,7 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
             s.head = end;
             s.blocks_synced += count;
             s.bytes_synced += bytes;
+            s.insert_batches += 1;
         }
         if ctx.settings.staged.log_progress {
             tracing::info!(

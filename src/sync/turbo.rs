@@ -42,10 +42,10 @@ pub fn start(ctx: &mut SyncContext, from: u64, to: u64) {
     let numbers: Vec<u64> = (from..=to).collect();
     let batch = ctx.settings.body_batch.clamp(1, MAX_BLOCKS_PER_REQUEST);
     for chunk in numbers.chunks(batch) {
-        let rx = ctx
-            .host
-            .requests()
-            .submit(Request::GetBlocksByNumber(chunk.to_vec()), ctx.opts(Priority::Low, vec![]));
+        let rx = ctx.host.requests().submit(
+            Request::GetBlocksByNumber(chunk.to_vec()),
+            ctx.opts(Priority::Low, vec![]),
+        );
         ctx.prefetch.pending.push(rx);
     }
 }
@@ -54,14 +54,20 @@ pub fn start(ctx: &mut SyncContext, from: u64, to: u64) {
 /// still in flight) and returns the block prefetched for `n`, if any.
 pub fn collect(ctx: &mut SyncContext) {
     for rx in std::mem::take(&mut ctx.prefetch.pending) {
-        let Ok(Ok((Response::Blocks(items), stream))) = rx.recv() else { continue };
+        let Ok(Ok((Response::Blocks(items), stream))) = rx.recv() else {
+            continue;
+        };
         for bytes in items.into_iter().flatten() {
             match BlockWithSig::from_bytes(&bytes) {
                 Ok(b) => {
                     ctx.prefetch.blocks.insert(b.block.number(), (b, stream));
                 }
                 Err(e) => {
-                    ctx.blame(stream, RemovalReason::CriticalError, &format!("undecodable block: {e}"));
+                    ctx.blame(
+                        stream,
+                        RemovalReason::CriticalError,
+                        &format!("undecodable block: {e}"),
+                    );
                     break;
                 }
             }
