@@ -1,0 +1,162 @@
+//! Every `[Sync.StagedSyncCfg]` key has an effect: one test per key.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamsync::chain::backend::InsertBatch;
+use streamsync::chain::{BlockWithSig, ChainBackend, Genesis};
+use streamsync::config::{Config, Network, StagedSyncConfig};
+use streamsync::crypto::NodeIdentity;
+use streamsync::node::{Node, NodeConfig};
+use streamsync::store::{Store, StoreOptions};
+use streamsync::sync::{SyncSettings, SyncStatus};
+
+const BLOCKS: usize = 300;
+
+fn chain() -> (Genesis, Vec<BlockWithSig>) {
+    let (g, _, b) = common::chain(common::spec(21, 100, 8), 1, BLOCKS);
+    (g, b)
+}
+
+fn store(genesis: &Genesis, blocks: &[BlockWithSig]) -> (Arc<Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = StoreOptions {
+        durable: false,
+        ..StoreOptions::default()
+    };
+    let s = Arc::new(Store::open_or_create(dir.path(), genesis, opts).expect("store"));
+    if !blocks.is_empty() {
+        s.insert_batch(&InsertBatch {
+            blocks: blocks.to_vec(),
+            progress: vec![],
+        })
+        .expect("insert");
+    }
+    (s, dir)
+}
+
+/// Syncs the chain from two serving peers with `staged` and returns the
+/// final sync status.
+fn sync_with(staged: impl FnOnce(&mut StagedSyncConfig)) -> SyncStatus {
+    let (genesis, blocks) = chain();
+    let servers: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, d) = store(&genesis, &blocks);
+            let cfg = NodeConfig::new(
+                Config::for_network(Network::Localnet),
+                "127.0.0.1:0".parse().expect("addr"),
+            );
+            (
+                Node::start(cfg, s, NodeIdentity::generate(), None).expect("node"),
+                d,
+            )
+        })
+        .collect();
+    let (dst, _dir) = store(&genesis, &[]);
+    let mut config = Config::for_network(Network::Localnet);
+    config.sync.client = true;
+    staged(&mut config.sync.staged);
+    let mut settings = SyncSettings::from_sync(&config.sync);
+    settings.init_streams = 2;
+    settings.init_wait = Duration::from_secs(10);
+    let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
+    cfg.boot = servers.iter().map(|(n, _)| n.peer_addr()).collect();
+    cfg.exit_when_synced = true;
+    cfg.sync = Some(settings);
+    let mut node = Node::start(
+        cfg,
+        dst.clone(),
+        NodeIdentity::generate(),
+        Some(dst.clone()),
+    )
+    .expect("node");
+    node.join_sync();
+    assert_eq!(dst.head().expect("head").number, BLOCKS as u64, "synced");
+    node.status().sync
+}
+
+#[test]
+fn max_blocks_per_sync_cycle_sets_the_cycle_size_and_zero_means_one_cycle() {
+    assert_eq!(sync_with(|s| s.max_blocks_per_sync_cycle = 100).cycles, 3);
+    assert_eq!(sync_with(|s| s.max_blocks_per_sync_cycle = 0).cycles, 1);
+}
+
+#[test]
+fn insert_chain_batch_size_sets_the_insert_transactions() {
+    let st = sync_with(|s| {
+        s.max_blocks_per_sync_cycle = 0;
+        s.max_mem_sync_cycle_size = 0;
+        s.insert_chain_batch_size = 64;
+    });
+    assert_eq!(st.insert_batches, 5, "ceil(300 / 64)");
+}
+
+#[test]
+fn max_mem_sync_cycle_size_commits_a_small_cycle_once() {
+    let st = sync_with(|s| {
+        s.max_blocks_per_sync_cycle = 0;
+        s.max_mem_sync_cycle_size = 1024;
+        s.insert_chain_batch_size = 64;
+    });
+    assert_eq!(
+        st.insert_batches, 1,
+        "a 300-block cycle under MaxMemSyncCycleSize commits once"
+    );
+}
+
+#[test]
+fn verify_all_sig_verifies_every_block() {
+    let all = sync_with(|s| s.verify_all_sig = true);
+    let sampled = sync_with(|s| s.verify_all_sig = false);
+    assert!(all.sigs_verified >= BLOCKS as u64, "{}", all.sigs_verified);
+    assert!(
+        sampled.sigs_verified < BLOCKS as u64 / 4,
+        "{}",
+        sampled.sigs_verified
+    );
+}
+
+#[test]
+fn verify_header_batch_size_sets_the_sampling() {
+    let coarse = sync_with(|s| {
+        s.max_blocks_per_sync_cycle = 0;
+        s.verify_header_batch_size = 50;
+    });
+    let fine = sync_with(|s| {
+        s.max_blocks_per_sync_cycle = 0;
+        s.verify_header_batch_size = 10;
+    });
+    // One 300-block batch: the last of every 50 (6) vs every 10 (30).
+    assert_eq!(fine.sigs_verified - coarse.sigs_verified, 30 - 6);
+}
+
+#[test]
+fn double_check_block_hashes_confirms_every_batch_with_a_second_stream() {
+    assert!(sync_with(|s| s.double_check_block_hashes = true).hash_batches_double_checked > 0);
+    assert_eq!(
+        sync_with(|s| s.double_check_block_hashes = false).hash_batches_double_checked,
+        0
+    );
+}
+
+#[test]
+fn max_background_blocks_prefetches_the_next_cycle() {
+    let on = sync_with(|s| {
+        s.max_blocks_per_sync_cycle = 100;
+        s.max_background_blocks = 100;
+    });
+    let off = sync_with(|s| {
+        s.max_blocks_per_sync_cycle = 100;
+        s.max_background_blocks = 0;
+    });
+    assert!(on.prefetched_used > 0);
+    assert_eq!(off.prefetched_used, 0);
+}
+
+#[test]
+fn use_mem_db_chooses_where_staging_lives() {
+    assert_eq!(sync_with(|s| s.use_mem_db = true).staging, "memory");
+    assert_eq!(sync_with(|s| s.use_mem_db = false).staging, "lmdb");
+}
