@@ -263,3 +263,42 @@ fn mixed_byzantine_peers_with_honest_majority() {
     dst.node.join_sync();
     assert_eq!(head_hash(&dst.store), head_hash(&honest[0].store));
 }
+
+#[test]
+fn serving_peer_killed_mid_sync_does_not_stop_the_sync() {
+    let (genesis, _, blocks) = common::chain(common::spec(12, 100, 8), 1, 1500);
+    let slow = |g: &Genesis, b: &[BlockWithSig]| {
+        let (store, dir) = store(g, b);
+        let config = Config::for_network(Network::Localnet);
+        let listen = "127.0.0.1:0".parse().expect("addr");
+        let mut host = streamsync::host::HostConfig::from_config(&config, listen, 0);
+        host.net.latency = Duration::from_millis(2);
+        let mut cfg = NodeConfig::new(config, listen);
+        cfg.host = Some(host);
+        let node = Node::start(cfg, store.clone(), NodeIdentity::generate(), None).expect("node");
+        Running {
+            node,
+            store,
+            _dir: dir,
+        }
+    };
+    let mut peers: Vec<Running> = (0..3).map(|_| slow(&genesis, &blocks)).collect();
+    let boot = peers.iter().map(|p| p.node.peer_addr()).collect();
+    let mut dst = syncing(&genesis, boot, |c, _| {
+        c.sync.staged.max_blocks_per_sync_cycle = 64
+    });
+    // Kill one serving peer once the sync is under way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dst.node.status().sync.head < 200 {
+        assert!(std::time::Instant::now() < deadline, "sync never started");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    let victim = peers.remove(0);
+    victim.node.shutdown();
+    dst.node.join_sync();
+    assert_eq!(head_hash(&dst.store), head_hash(&peers[0].store));
+    assert!(
+        dst.node.status().host.streams_removed >= 1,
+        "the dead peer's stream was removed"
+    );
+}

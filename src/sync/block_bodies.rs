@@ -1,4 +1,4 @@
-//! BlockBodies: the cycle's blocks by hash, `Concurrency`-times-four
+//! BlockBodies: the cycle's blocks by hash, `Concurrency`
 //! batches in flight through the request manager, out of order into
 //! staging. Every block must hash to the hash asked for and match its tx
 //! root: otherwise its sender is provably lying (critical). Absent blocks
@@ -51,7 +51,8 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
             .chunks(ctx.settings.body_batch)
             .map(<[_]>::to_vec)
             .collect();
-        let wave = ctx.settings.concurrency.max(1) * 4;
+        // `Concurrency` batches in flight at once.
+        let wave = ctx.settings.concurrency.max(1);
         let mut still = Vec::new();
         let mut got_any = false;
         for group in batches.chunks(wave) {
