@@ -184,19 +184,24 @@ pub struct SigJob {
     pub sig: BlsSignature,
 }
 
-/// Verifies `jobs` in parallel on the current rayon pool, in chunks of
-/// [`VERIFY_CHUNK`] checked with blst's multi-signature batch verification
+/// Verifies `jobs` in parallel on the current rayon pool, in chunks of at
+/// most [`VERIFY_CHUNK`] (fewer when that leaves rayon threads idle) checked
+/// with blst's multi-signature batch verification
 /// (random linear combination). A failing chunk is bisected until the bad
 /// jobs are isolated. Returns the indices of the invalid jobs, ascending; an
 /// empty vector means all are valid.
 pub fn verify_batch(jobs: &[SigJob]) -> Vec<usize> {
+    // Up to VERIFY_CHUNK per chunk, but small batches still spread over
+    // every rayon thread.
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = jobs.len().div_ceil(threads).clamp(1, VERIFY_CHUNK);
     let mut bad: Vec<usize> = jobs
-        .par_chunks(VERIFY_CHUNK)
+        .par_chunks(chunk)
         .enumerate()
-        .flat_map_iter(|(ci, chunk)| {
+        .flat_map_iter(|(ci, part)| {
             let mut rng = ChaCha20Rng::from_entropy();
             let mut out = Vec::new();
-            find_bad(chunk, ci * VERIFY_CHUNK, &mut rng, &mut out);
+            find_bad(part, ci * chunk, &mut rng, &mut out);
             out
         })
         .collect();

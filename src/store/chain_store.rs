@@ -374,10 +374,11 @@ impl Store {
                 overlay.extend(diff);
                 let hash = b.hash();
                 write_block(txn, dbs, b, &hash)?;
-                if let Some(parent_commit) = b.header.parent_commit() {
+                // Genesis' commit signature first arrives in block 1's header.
+                if let Some(parent_commit) = b.header.parent_commit().filter(|_| n == 1) {
                     put(txn, dbs.commit_sigs, &be(n - 1), &parent_commit.to_bytes())?;
                 }
-                put(txn, dbs.commit_sigs, &be(n), &bws.commit_sig.to_bytes())?;
+                append(txn, dbs.commit_sigs, &be(n), &bws.commit_sig.to_bytes())?;
                 if spec.is_epoch_last(n) {
                     put(
                         txn,
@@ -548,6 +549,11 @@ fn open_env(dir: &Path, opts: StoreOptions) -> Result<(Environment, Dbs), StoreE
     Ok((env, dbs))
 }
 
+fn append(txn: &mut RwTransaction<'_>, db: Database, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
+    txn.put(db, &k, &v, WriteFlags::APPEND)
+        .map_err(StoreError::lmdb("append"))
+}
+
 pub(super) fn put(
     txn: &mut RwTransaction<'_>,
     db: Database,
@@ -628,11 +634,11 @@ fn write_block(
     hash: &B256,
 ) -> Result<(), StoreError> {
     let key = be(b.number());
-    // Appends are the common case (blocks arrive in order); plain puts keep
-    // re-inserts after a revert possible.
-    put(txn, dbs.headers, &key, &b.header.to_bytes())?;
-    put(txn, dbs.bodies, &key, &b.body.to_bytes())?;
-    put(txn, dbs.hashes, &key, hash)?;
+    // Blocks only ever extend the head, so numbered tables take appends
+    // (LMDB's fast path; it refuses a key that is not the largest).
+    append(txn, dbs.headers, &key, &b.header.to_bytes())?;
+    append(txn, dbs.bodies, &key, &b.body.to_bytes())?;
+    append(txn, dbs.hashes, &key, hash)?;
     put(txn, dbs.hash_to_number, hash, &key)
 }
 
