@@ -352,3 +352,23 @@ fn rate_limited_peer_gets_rate_limited_and_honest_peer_completes() {
         ));
     }
 }
+
+#[test]
+fn link_latency_delays_every_frame() {
+    let (genesis, blocks) = chain();
+    let mut cfg = net_config(localnet());
+    cfg.latency = Duration::from_millis(40);
+    let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
+    let b = client_node(net_config(localnet()));
+    let s = b.connect(&a);
+    let t = std::time::Instant::now();
+    b.client
+        .request(s.id, Request::GetBlockNumber, T)
+        .expect("response");
+    // The answer waited at least the server's 40 ms on its way out.
+    assert!(
+        t.elapsed() >= Duration::from_millis(40),
+        "{:?}",
+        t.elapsed()
+    );
+}

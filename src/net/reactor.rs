@@ -281,7 +281,15 @@ impl Reactor {
                     stream,
                     frame,
                     permit,
-                } => self.send(stream, &frame, permit),
+                } => {
+                    if self.cfg.latency.is_zero() {
+                        self.send(stream, &frame, permit)
+                    } else if let Some(c) = self.conns.get_mut(&stream) {
+                        c.delayed
+                            .push_back((Instant::now() + self.cfg.latency, frame, permit));
+                        self.delayed_conns.insert(stream);
+                    }
+                }
                 Command::Close { stream, reason } => {
                     if matches!(reason, CloseReason::Local(_)) {
                         self.say_goodbye(stream, &reason.to_string());
