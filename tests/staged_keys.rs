@@ -2,15 +2,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use streamsync::chain::backend::InsertBatch;
 use streamsync::chain::{BlockWithSig, ChainBackend, Genesis};
 use streamsync::config::{Config, Network, StagedSyncConfig};
 use streamsync::crypto::NodeIdentity;
 use streamsync::node::{Node, NodeConfig};
-use streamsync::store::{Store, StoreOptions};
 use streamsync::sync::{SyncSettings, SyncStatus};
 
 const BLOCKS: usize = 300;
@@ -20,30 +17,13 @@ fn chain() -> (Genesis, Vec<BlockWithSig>) {
     (g, b)
 }
 
-fn store(genesis: &Genesis, blocks: &[BlockWithSig]) -> (Arc<Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let opts = StoreOptions {
-        durable: false,
-        ..StoreOptions::default()
-    };
-    let s = Arc::new(Store::open_or_create(dir.path(), genesis, opts).expect("store"));
-    if !blocks.is_empty() {
-        s.insert_batch(&InsertBatch {
-            blocks: blocks.to_vec(),
-            progress: vec![],
-        })
-        .expect("insert");
-    }
-    (s, dir)
-}
-
 /// Syncs the chain from two serving peers with `staged` and returns the
 /// final sync status.
 fn sync_with(staged: impl FnOnce(&mut StagedSyncConfig)) -> SyncStatus {
     let (genesis, blocks) = chain();
     let servers: Vec<_> = (0..2)
         .map(|_| {
-            let (s, d) = store(&genesis, &blocks);
+            let (s, d) = common::store(&genesis, &blocks);
             let cfg = NodeConfig::new(
                 Config::for_network(Network::Localnet),
                 "127.0.0.1:0".parse().expect("addr"),
@@ -54,7 +34,7 @@ fn sync_with(staged: impl FnOnce(&mut StagedSyncConfig)) -> SyncStatus {
             )
         })
         .collect();
-    let (dst, _dir) = store(&genesis, &[]);
+    let (dst, _dir) = common::store(&genesis, &[]);
     let mut config = Config::for_network(Network::Localnet);
     config.sync.client = true;
     staged(&mut config.sync.staged);

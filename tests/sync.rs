@@ -10,7 +10,7 @@ use streamsync::chain::{BlockWithSig, ChainBackend, Genesis};
 use streamsync::config::{Config, Network};
 use streamsync::crypto::NodeIdentity;
 use streamsync::node::{Node, NodeConfig};
-use streamsync::store::{Store, StoreOptions};
+use streamsync::store::Store;
 use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncSettings;
 
@@ -20,25 +20,8 @@ struct Running {
     _dir: tempfile::TempDir,
 }
 
-fn store(genesis: &Genesis, blocks: &[BlockWithSig]) -> (Arc<Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let opts = StoreOptions {
-        durable: false,
-        ..StoreOptions::default()
-    };
-    let s = Arc::new(Store::open_or_create(dir.path(), genesis, opts).expect("store"));
-    if !blocks.is_empty() {
-        s.insert_batch(&InsertBatch {
-            blocks: blocks.to_vec(),
-            progress: vec![],
-        })
-        .expect("insert");
-    }
-    (s, dir)
-}
-
 fn serving(genesis: &Genesis, blocks: &[BlockWithSig]) -> Running {
-    let (store, dir) = store(genesis, blocks);
+    let (store, dir) = common::store(genesis, blocks);
     let cfg = NodeConfig::new(
         Config::for_network(Network::Localnet),
         "127.0.0.1:0".parse().expect("addr"),
@@ -62,7 +45,7 @@ fn syncing(
     boot: Vec<PeerAddr>,
     tune: impl FnOnce(&mut Config, &mut SyncSettings),
 ) -> Running {
-    let (store, dir) = store(genesis, &[]);
+    let (store, dir) = common::store(genesis, &[]);
     let node = syncing_node(store.clone(), boot, tune);
     Running {
         node,
@@ -165,7 +148,7 @@ fn short_range_catches_up_after_the_source_grows() {
 fn client_false_node_serves_but_never_syncs() {
     let (genesis, _, blocks) = common::chain(common::spec(6, 100, 8), 1, 30);
     let src = serving(&genesis, &blocks);
-    let (store, _dir) = store(&genesis, &[]);
+    let (store, _dir) = common::store(&genesis, &[]);
     let mut cfg = NodeConfig::new(
         Config::for_network(Network::Localnet),
         "127.0.0.1:0".parse().expect("addr"),
@@ -188,7 +171,7 @@ fn byzantine(
     b: streamsync::byzantine::Behaviour,
 ) -> Running {
     use streamsync::byzantine::{Behaviour, ByzantineBackend};
-    let (store, dir) = store(genesis, blocks);
+    let (store, dir) = common::store(genesis, blocks);
     let config = Config::for_network(Network::Localnet);
     let listen = "127.0.0.1:0".parse().expect("addr");
     let mut host = streamsync::host::HostConfig::from_config(&config, listen, 0);
@@ -268,7 +251,7 @@ fn mixed_byzantine_peers_with_honest_majority() {
 fn serving_peer_killed_mid_sync_does_not_stop_the_sync() {
     let (genesis, _, blocks) = common::chain(common::spec(12, 100, 8), 1, 1500);
     let slow = |g: &Genesis, b: &[BlockWithSig]| {
-        let (store, dir) = store(g, b);
+        let (store, dir) = common::store(g, b);
         let config = Config::for_network(Network::Localnet);
         let listen = "127.0.0.1:0".parse().expect("addr");
         let mut host = streamsync::host::HostConfig::from_config(&config, listen, 0);

@@ -49,3 +49,26 @@ pub fn committees(
 }
 
 pub mod peer;
+
+/// A fresh store (no fsync) holding `genesis` and then `blocks`.
+pub fn store(
+    genesis: &Genesis,
+    blocks: &[BlockWithSig],
+) -> (std::sync::Arc<streamsync::store::Store>, tempfile::TempDir) {
+    use streamsync::chain::backend::InsertBatch;
+    use streamsync::store::{Store, StoreOptions};
+    let dir = tempfile::tempdir().expect("tmp");
+    let opts = StoreOptions {
+        durable: false,
+        ..StoreOptions::default()
+    };
+    let s = std::sync::Arc::new(Store::open_or_create(dir.path(), genesis, opts).expect("store"));
+    if !blocks.is_empty() {
+        s.insert_batch(&InsertBatch {
+            blocks: blocks.to_vec(),
+            progress: vec![],
+        })
+        .expect("insert");
+    }
+    (s, dir)
+}
