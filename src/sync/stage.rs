@@ -93,7 +93,7 @@ impl Stage for SyncEpoch {
         ctx: &mut SyncContext,
         cycle: &mut Cycle,
     ) -> Result<ExecOutput, StageError> {
-        sync_epoch::run(ctx, cycle.target)?;
+        sync_epoch::run(ctx, cycle.to)?;
         Ok(ExecOutput::Continue)
     }
 }

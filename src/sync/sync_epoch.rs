@@ -15,8 +15,10 @@ use crate::request::Priority;
 use crate::stream::RemovalReason;
 use crate::wire::{Request, Response};
 
-/// Establishes the committees of every epoch up to `target`'s.
-pub fn run(ctx: &mut SyncContext, target: u64) -> Result<(), StageError> {
+/// Establishes the committees of every epoch up to `upto`'s (the cycle's
+/// last block: bounded by the cycle, whatever height a peer claims).
+pub fn run(ctx: &mut SyncContext, upto: u64) -> Result<(), StageError> {
+    let target = upto;
     let spec = ctx.backend.chain_spec().clone();
     let head = ctx.backend.head()?.number;
     let mut known = spec.epoch_of(head);

@@ -21,7 +21,7 @@ use crate::wire::{Request, Response};
 /// Background downloads for the next cycle.
 #[derive(Default)]
 pub struct Prefetch {
-    pending: Vec<Receiver<RequestResult>>,
+    pending: Vec<(Vec<u64>, Receiver<RequestResult>)>,
     blocks: HashMap<u64, (BlockWithSig, StreamId)>,
 }
 
@@ -46,21 +46,32 @@ pub fn start(ctx: &mut SyncContext, from: u64, to: u64) {
             Request::GetBlocksByNumber(chunk.to_vec()),
             ctx.opts(Priority::Low, vec![]),
         );
-        ctx.prefetch.pending.push(rx);
+        ctx.prefetch.pending.push((chunk.to_vec(), rx));
     }
 }
 
-/// Collects what the background downloads brought (waiting for the ones
-/// still in flight) and returns the block prefetched for `n`, if any.
+/// Collects what the background downloads brought, waiting for the ones
+/// still in flight. Only blocks answering the number asked are kept (so a
+/// peer cannot fill the prefetch with blocks of its choosing).
 pub fn collect(ctx: &mut SyncContext) {
-    for rx in std::mem::take(&mut ctx.prefetch.pending) {
+    for (asked, rx) in std::mem::take(&mut ctx.prefetch.pending) {
         let Ok(Ok((Response::Blocks(items), stream))) = rx.recv() else {
             continue;
         };
-        for bytes in items.into_iter().flatten() {
+        // Item i answers number asked[i]: anything else is a lie.
+        for (bytes, want) in items.into_iter().zip(asked) {
+            let Some(bytes) = bytes else { continue };
             match BlockWithSig::from_bytes(&bytes) {
-                Ok(b) => {
-                    ctx.prefetch.blocks.insert(b.block.number(), (b, stream));
+                Ok(b) if b.block.number() == want => {
+                    ctx.prefetch.blocks.insert(want, (b, stream));
+                }
+                Ok(_) => {
+                    ctx.blame(
+                        stream,
+                        RemovalReason::CriticalError,
+                        "block answered for another number",
+                    );
+                    break;
                 }
                 Err(e) => {
                     ctx.blame(
