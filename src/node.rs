@@ -96,6 +96,7 @@ pub struct Node {
     trigger: Sender<()>,
     status: Arc<RwLock<SyncStatus>>,
     started: Instant,
+    sync_done: crossbeam::channel::Receiver<()>,
 }
 
 impl std::fmt::Debug for Node {
@@ -148,6 +149,7 @@ impl Node {
             head: backend.head().map(|h| h.number).unwrap_or(0),
             ..SyncStatus::default()
         }));
+        let (done_tx, sync_done) = bounded::<()>(1);
         let sync = if cfg.config.sync.client {
             let settings = cfg
                 .sync
@@ -182,6 +184,7 @@ impl Node {
                     .name("sync".into())
                     .spawn(move || {
                         Pipeline::new(ctx).run(&triggers, exit);
+                        let _ = done_tx.send(());
                     })?,
             )
         } else {
@@ -194,6 +197,7 @@ impl Node {
             trigger,
             status,
             started: Instant::now(),
+            sync_done,
         })
     }
 
@@ -236,6 +240,15 @@ impl Node {
         if let Some(t) = self.sync.take() {
             let _ = t.join();
         }
+    }
+
+    /// Waits at most `limit` for the sync thread to end; true if it did.
+    pub fn wait_sync(&mut self, limit: std::time::Duration) -> bool {
+        if self.sync.is_some() && self.sync_done.recv_timeout(limit).is_err() {
+            return false;
+        }
+        self.join_sync();
+        true
     }
 
     /// Time since start.

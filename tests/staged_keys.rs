@@ -52,7 +52,10 @@ fn sync_with(staged: impl FnOnce(&mut StagedSyncConfig)) -> SyncStatus {
         Some(dst.clone()),
     )
     .expect("node");
-    node.join_sync();
+    assert!(
+        node.wait_sync(Duration::from_secs(180)),
+        "sync did not finish"
+    );
     assert_eq!(dst.head().expect("head").number, BLOCKS as u64, "synced");
     node.status().sync
 }

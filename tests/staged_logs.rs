@@ -73,7 +73,10 @@ fn run(buf: &Buf, staged: impl FnOnce(&mut StagedSyncConfig)) -> String {
     cfg.sync = Some(settings);
     let mut node =
         Node::start(cfg, dst.clone(), NodeIdentity::generate(), Some(dst)).expect("node");
-    node.join_sync();
+    assert!(
+        node.wait_sync(Duration::from_secs(180)),
+        "sync did not finish"
+    );
     node.shutdown();
     server.shutdown();
     String::from_utf8_lossy(&buf.0.lock().expect("lock")).into_owned()

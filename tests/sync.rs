@@ -86,7 +86,10 @@ fn two_node_sync_reaches_the_source_head_across_epochs() {
     let mut dst = syncing(&genesis, vec![src.node.peer_addr()], |c, _| {
         c.sync.staged.max_blocks_per_sync_cycle = 100;
     });
-    dst.node.join_sync();
+    assert!(
+        dst.node.wait_sync(Duration::from_secs(180)),
+        "sync did not finish"
+    );
     assert_eq!(dst.store.head().expect("head").number, 333);
     assert_eq!(head_hash(&dst.store), head_hash(&src.store));
     let st = dst.node.status().sync;
@@ -107,7 +110,10 @@ fn sync_from_six_peers_with_every_signature_verified() {
         c.sync.staged.verify_all_sig = true;
         c.sync.staged.max_blocks_per_sync_cycle = 0;
     });
-    dst.node.join_sync();
+    assert!(
+        dst.node.wait_sync(Duration::from_secs(180)),
+        "sync did not finish"
+    );
     assert_eq!(head_hash(&dst.store), head_hash(&peers[0].store));
     let st = dst.node.status().sync;
     assert!(
@@ -127,7 +133,10 @@ fn short_range_catches_up_after_the_source_grows() {
         store: dst_store,
         _dir,
     } = dst;
-    node.join_sync();
+    assert!(
+        node.wait_sync(Duration::from_secs(180)),
+        "sync did not finish"
+    );
     assert_eq!(dst_store.head().expect("head").number, 50);
     assert_eq!(node.status().sync.short_ranges, 0, "50 blocks: long range");
     node.shutdown();
@@ -139,7 +148,10 @@ fn short_range_catches_up_after_the_source_grows() {
         })
         .expect("grow");
     let mut again = syncing_node(dst_store.clone(), vec![src.node.peer_addr()], |_, _| {});
-    again.join_sync();
+    assert!(
+        again.wait_sync(Duration::from_secs(180)),
+        "sync did not finish"
+    );
     assert_eq!(head_hash(&dst_store), head_hash(&src.store));
     assert_eq!(again.status().sync.short_ranges, 1);
 }
@@ -210,7 +222,8 @@ fn each_byzantine_behaviour_alone_with_an_honest_peer() {
                 s.hash_batch = 4;
             },
         );
-        dst.node.join_sync();
+        let done = dst.node.wait_sync(Duration::from_secs(60));
+        assert!(done, "{b:?}: sync did not finish: {:?}", dst.node.status());
         assert_eq!(head_hash(&dst.store), head_hash(&honest.store), "{b:?}");
         let st = dst.node.status();
         if matches!(
@@ -243,7 +256,10 @@ fn mixed_byzantine_peers_with_honest_majority() {
     let mut dst = syncing(&genesis, boot, |c, _| {
         c.sync.staged.max_blocks_per_sync_cycle = 100
     });
-    dst.node.join_sync();
+    assert!(
+        dst.node.wait_sync(Duration::from_secs(180)),
+        "sync did not finish"
+    );
     assert_eq!(head_hash(&dst.store), head_hash(&honest[0].store));
 }
 
@@ -278,7 +294,10 @@ fn serving_peer_killed_mid_sync_does_not_stop_the_sync() {
     }
     let victim = peers.remove(0);
     victim.node.shutdown();
-    dst.node.join_sync();
+    assert!(
+        dst.node.wait_sync(Duration::from_secs(180)),
+        "sync did not finish"
+    );
     assert_eq!(head_hash(&dst.store), head_hash(&peers[0].store));
     assert!(
         dst.node.status().host.streams_removed >= 1,

@@ -443,7 +443,9 @@ impl RequestManager {
                 s.failures += 1;
                 s.window = (s.window / 2.0).max(1.0);
                 s.timeouts_in_a_row += 1;
-                if s.timeouts_in_a_row == UNRESPONSIVE_TIMEOUTS {
+                // Only a stream that never answered is reported: one that has
+                // served before and is merely slow now is penalised, not lost.
+                if s.timeouts_in_a_row == UNRESPONSIVE_TIMEOUTS && s.done == 0 {
                     out.push(RmAction::Unresponsive { stream: key.0 });
                 }
             }

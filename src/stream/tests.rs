@@ -154,7 +154,7 @@ fn below_hard_cap_discovers_at_once() {
     let a = f.up().0;
     let b = f.up().0;
     let acts =
-        f.sm.remove_stream(a.id, RemovalReason::ConnectionFailure, f.now);
+        f.sm.remove_stream(a.id, RemovalReason::InvalidResponse, f.now);
     assert!(discovers(&acts), "1 active < hard cap 2: discover now");
     let _ = b;
 }

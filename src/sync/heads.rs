@@ -3,11 +3,16 @@
 //! that height). One liar, or any minority of liars, can neither raise nor
 //! lower it beyond what the honest majority claims.
 
+use std::time::Instant;
+
 use super::context::SyncContext;
 use super::error::StageError;
 use crate::request::{Priority, RequestOptions};
 use crate::stream::RemovalReason;
 use crate::wire::{Request, Response};
+
+/// How long stragglers get once a majority of streams answered.
+const HEADS_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How long Heads waits for each stream's height.
 const HEADS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -29,7 +34,7 @@ pub fn run(ctx: &mut SyncContext) -> Result<u64, StageError> {
     if streams.is_empty() {
         return Err(StageError::NotEnoughStreams { have: 0, need });
     }
-    let reqs = streams
+    let reqs: Vec<(Request, RequestOptions)> = streams
         .iter()
         .map(|s| {
             (
@@ -43,16 +48,28 @@ pub fn run(ctx: &mut SyncContext) -> Result<u64, StageError> {
             )
         })
         .collect();
+    // Every stream is asked; once a majority has answered, stragglers get
+    // only HEADS_GRACE more (a silent peer must not hold up every cycle).
+    let rxs: Vec<_> = reqs
+        .into_iter()
+        .map(|(r, o)| ctx.host.requests().submit(r, o))
+        .collect();
+    let majority = rxs.len() / 2 + 1;
+    let mut deadline = Instant::now() + HEADS_TIMEOUT;
     let mut heights = Vec::new();
-    for a in ctx.request_all(reqs) {
-        match a {
-            Ok((Response::BlockNumber { number, .. }, _)) => heights.push(number),
-            Ok((_, stream)) => ctx.blame(
+    for rx in rxs {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(Ok((Response::BlockNumber { number, .. }, _))) => heights.push(number),
+            Ok(Ok((_, stream))) => ctx.blame(
                 stream,
                 RemovalReason::InvalidResponse,
                 "GetBlockNumber answered with another type",
             ),
-            Err(_) => {}
+            _ => {}
+        }
+        if heights.len() == majority {
+            deadline = deadline.min(Instant::now() + HEADS_GRACE);
         }
     }
     if heights.len() < need {

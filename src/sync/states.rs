@@ -125,15 +125,13 @@ fn reject(ctx: &mut SyncContext, err: VerifyError) -> StageError {
             VerifyError::BadLink { .. } => RemovalReason::InvalidResponse,
             _ => RemovalReason::CriticalError,
         };
+        // Only the stream that sent the failing block (and its carried
+        // commit signature) is proven wrong; the hash it matched may well be
+        // the honest one.
         let mut blamed = Vec::new();
-        for s in [ctx.body_source.get(&n), ctx.hash_source.get(&n)]
-            .into_iter()
-            .flatten()
-        {
-            if !blamed.contains(s) {
-                ctx.blame(*s, reason, &err.to_string());
-                blamed.push(*s);
-            }
+        if let Some(s) = ctx.body_source.get(&n).copied() {
+            ctx.blame(s, reason, &err.to_string());
+            blamed.push(s);
         }
         let stream = blamed.first().copied().unwrap_or(0);
         // Everything staged may descend from the bad block: start over.
