@@ -252,29 +252,29 @@ impl Session {
         if self.initiator {
             // Message 2: the responder's identity; answer with message 3.
             let hello = self.verify_peer(payload)?;
-            let mut out = vec![0u8; NOISE_MAX_MSG];
-            let local_hello = self.local.hello.clone();
-            let n = self
-                .hs()?
-                .write_message(&local_hello, &mut out)
-                .map_err(noise)?;
-            self.push_noise(&out[..n]);
+            self.send_hello()?;
             self.finish(hello)
         } else if !self.hs()?.is_handshake_finished() {
             // Message 1 read: send message 2 with our identity.
-            let mut out = vec![0u8; NOISE_MAX_MSG];
-            let local_hello = self.local.hello.clone();
-            let n = self
-                .hs()?
-                .write_message(&local_hello, &mut out)
-                .map_err(noise)?;
-            self.push_noise(&out[..n]);
+            self.send_hello()?;
             Ok(false)
         } else {
             // Message 3: the initiator's identity.
             let hello = self.verify_peer(payload)?;
             self.finish(hello)
         }
+    }
+
+    /// Writes the next handshake message carrying our signed hello.
+    fn send_hello(&mut self) -> Result<(), SessionError> {
+        let mut out = vec![0u8; NOISE_MAX_MSG];
+        let local_hello = self.local.hello.clone();
+        let n = self
+            .hs()?
+            .write_message(&local_hello, &mut out)
+            .map_err(noise)?;
+        self.push_noise(&out[..n]);
+        Ok(())
     }
 
     fn verify_peer(&mut self, payload: &[u8]) -> Result<PeerHello, SessionError> {
