@@ -275,13 +275,7 @@ impl StreamsDriver {
     fn publish_status(&self) {
         let now = Instant::now();
         let s = self.sm.status(now);
-        let health = self.health.read().clone().unwrap_or(HealthStats {
-            total_streams: 0,
-            available_streams: 0,
-            total_failures: 0,
-            failure_distribution: vec![],
-            average_failures: 0.0,
-        });
+        let health = self.health.read().clone().unwrap_or_default();
         *self.status.write() = Some(HostStatus {
             active: s.active,
             streams: self.sm.active().cloned().collect(),

@@ -150,7 +150,7 @@ impl Default for RmConfig {
 }
 
 /// `health_stats()` (the guide's `GetStreamHealthStats`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct HealthStats {
     /// Streams known.
     pub total_streams: usize,
