@@ -172,7 +172,6 @@ impl Node {
                 staging,
                 committees: Default::default(),
                 body_source: Default::default(),
-                hash_source: Default::default(),
                 status: status.clone(),
                 stop: stop.clone(),
                 last_progress: Instant::now(),

@@ -136,10 +136,8 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
             absent_rounds += 1;
             if absent_rounds >= 5 {
                 // Nobody has these hashes: they are likely not canonical.
-                // Drop them so BlockHashes fetches them again.
-                for (n, _) in &still {
-                    ctx.hash_source.remove(n);
-                }
+                // The stage's revert drops staging, so the next cycle
+                // fetches them again.
                 return Err(StageError::Stalled(ctx.last_progress.elapsed()));
             }
         }

@@ -55,12 +55,11 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
                             Some((hashes, stream))
                         };
                         match confirmed {
-                            Some((hashes, stream)) => {
+                            Some((hashes, _)) => {
                                 for (n, h) in batch.iter().zip(hashes) {
                                     ctx.staging
                                         .put_hash(*n, h)
                                         .map_err(|e| StageError::Local(e.into()))?;
-                                    ctx.hash_source.insert(*n, stream);
                                 }
                                 ctx.progressed();
                             }

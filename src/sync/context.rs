@@ -75,8 +75,6 @@ pub struct SyncContext {
     pub committees: HashMap<u64, Arc<CommitteeKeys>>,
     /// Which stream sent each staged block.
     pub body_source: HashMap<u64, StreamId>,
-    /// Which stream sent each staged hash.
-    pub hash_source: HashMap<u64, StreamId>,
     /// Status for readers.
     pub status: Arc<RwLock<SyncStatus>>,
     /// Set to stop.

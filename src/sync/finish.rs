@@ -9,7 +9,6 @@ pub fn run(ctx: &mut SyncContext) -> Result<(), StageError> {
         .clear()
         .map_err(|e| StageError::Local(e.into()))?;
     ctx.body_source.clear();
-    ctx.hash_source.clear();
     let head = ctx.backend.head()?.number;
     super::turbo::prune(ctx, head);
     let mut s = ctx.status.write();

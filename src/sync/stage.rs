@@ -47,7 +47,6 @@ pub trait Stage: Send {
             .clear()
             .map_err(|e| StageError::Local(e.into()))?;
         ctx.body_source.clear();
-        ctx.hash_source.clear();
         Ok(())
     }
 }

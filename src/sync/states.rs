@@ -137,7 +137,6 @@ fn reject(ctx: &mut SyncContext, err: VerifyError) -> StageError {
         // Everything staged may descend from the bad block: start over.
         let _ = ctx.staging.clear();
         ctx.body_source.clear();
-        ctx.hash_source.clear();
         StageError::Invalid { stream, error: err }
     } else {
         StageError::Invalid {
