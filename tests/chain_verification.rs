@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
+use streamsync::byzantine::ForgedFork;
 use streamsync::chain::verify::{sig_job, verify_block, verify_segment, SigPolicy};
 use streamsync::chain::{Block, BlockWithSig, Body, CommitSig, Header, VerifyError};
 use streamsync::crypto::verify_batch;
@@ -124,15 +125,14 @@ fn segment_across_epochs_verifies_in_parallel() {
     let keys = common::committees(&chain, &genesis, &blocks);
     let lookup = |e: u64| keys.iter().find(|k| k.epoch == e).cloned();
     for policy in [SigPolicy::All, SigPolicy::EveryNth(7)] {
-        let errs = verify_segment(
+        let check = verify_segment(
             &chain,
-            &genesis.block.header,
-            &genesis.block.hash(),
+            Some((&genesis.block.header, &genesis.block.hash())),
             &blocks,
             policy,
             |e| (e == 0).then(|| keys[0].clone()),
         );
-        assert!(errs.is_empty(), "{policy:?}: {errs:?}");
+        assert!(check.is_valid(), "{policy:?}: {:?}", check.errors);
     }
     // Only the committee of epoch 0 is given: later ones come from the segment.
     assert!(lookup(4).is_some());
@@ -143,12 +143,12 @@ fn segment_without_known_committee_reports_unknown_committee_not_invalid_data() 
     let (genesis, chain, blocks) = common::chain(common::spec(5, 10, 8), 0, 5);
     let errs = verify_segment(
         &chain,
-        &genesis.block.header,
-        &genesis.block.hash(),
+        Some((&genesis.block.header, &genesis.block.hash())),
         &blocks,
         SigPolicy::All,
         |_| None,
-    );
+    )
+    .errors;
     assert!(!errs.is_empty());
     assert!(errs.iter().all(
         |e| matches!(e, VerifyError::UnknownCommittee { .. }) && !e.is_proof_of_invalid_data()
@@ -161,12 +161,12 @@ fn tampered_parent_link_names_the_block() {
     blocks[3].block.header.parent_hash[0] ^= 1;
     let errs = verify_segment(
         &chain,
-        &genesis.block.header,
-        &genesis.block.hash(),
+        Some((&genesis.block.header, &genesis.block.hash())),
         &blocks,
         SigPolicy::All,
         |_| None,
-    );
+    )
+    .errors;
     assert!(
         matches!(errs.as_slice(), [VerifyError::BadLink { number: 4, .. }]),
         "{errs:?}"
@@ -181,12 +181,12 @@ fn committee_named_outside_epoch_end_is_refused() {
     blocks[1].block.header.next_committee_hash = committee.hash();
     let errs = verify_segment(
         &chain,
-        &genesis.block.header,
-        &genesis.block.hash(),
+        Some((&genesis.block.header, &genesis.block.hash())),
         &blocks,
         SigPolicy::All,
         |_| None,
-    );
+    )
+    .errors;
     assert!(
         matches!(
             errs.first(),
@@ -228,6 +228,75 @@ fn bit_flipped_blocks_never_panic_the_decoder() {
             let mut b = bytes.clone();
             b[i] ^= 1 << bit;
             let _ = BlockWithSig::from_bytes(&b);
+        }
+    }
+}
+
+/// Finding 1 of the trust review: real blocks up to an epoch's last block,
+/// a forged last block naming the attacker's keys, then blocks signed by
+/// them. With sampled verification (`VerifyHeaderBatchSize` 100) and the
+/// real committees, every segment holding the forged hand-over is refused
+/// at the hand-over, wherever the epoch boundary falls in the segment:
+/// whether SyncEpoch established the next committee (it wins over the named
+/// one) or could not (the hand-over's own signature fails).
+#[test]
+fn forged_hand_over_is_refused_for_every_alignment_under_sampling() {
+    const LEN: usize = 128;
+    let (genesis, chain, blocks) = common::chain(common::spec(17, 200, 8), 1, 560);
+    let keys = common::committees(&chain, &genesis, &blocks);
+    let hand_over = chain.epoch_last_block(1);
+    let mut fork = ForgedFork::new(&chain, hand_over, 8, 99).expect("attacker keys");
+    let real = |n: u64| blocks.get(n as usize - 1).cloned();
+    let forged: Vec<BlockWithSig> = (hand_over..hand_over + LEN as u64)
+        .map(|n| fork.block(n, real).expect("forged").clone())
+        .collect();
+    let policy = SigPolicy::EveryNth(100);
+    for offset in 0..LEN as u64 {
+        let first = hand_over - offset;
+        let parent = &blocks[first as usize - 2].block.header;
+        let parent_hash = parent.hash();
+        let honest: Vec<BlockWithSig> = blocks[first as usize - 1..][..LEN].to_vec();
+        let mut attack: Vec<BlockWithSig> = honest[..offset as usize].to_vec();
+        attack.extend_from_slice(&forged[..LEN - offset as usize]);
+        for established in [2, 3] {
+            // Epochs 0, 1 and, when SyncEpoch established it, 2.
+            let known = |e: u64| {
+                keys.iter()
+                    .find(|k| k.epoch == e && e < established)
+                    .cloned()
+            };
+            let good = verify_segment(&chain, Some((parent, &parent_hash)), &honest, policy, known);
+            assert!(
+                good.is_valid(),
+                "offset {offset}: honest segment refused: {:?}",
+                good.errors
+            );
+            assert!(
+                good.sigs_checked.len() <= 3,
+                "offset {offset}: sampling not in effect: {:?}",
+                good.sigs_checked
+            );
+            let bad = verify_segment(&chain, Some((parent, &parent_hash)), &attack, policy, known);
+            let first_error = bad.errors.first();
+            assert_eq!(
+                first_error.map(VerifyError::block_number),
+                Some(hand_over),
+                "offset {offset}, established up to epoch {}: {:?}",
+                established - 1,
+                bad.errors
+            );
+            if established == 3 {
+                assert!(
+                    matches!(first_error, Some(VerifyError::CommitteeMismatch { .. })),
+                    "{first_error:?}"
+                );
+            } else {
+                assert!(
+                    bad.sigs_checked.contains(&hand_over),
+                    "hand-over not sampled"
+                );
+                assert!(first_error.is_some_and(VerifyError::is_signature_error));
+            }
         }
     }
 }

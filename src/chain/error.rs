@@ -64,6 +64,31 @@ pub enum VerifyError {
         /// Which rule failed.
         reason: String,
     },
+    /// An epoch's last block names a committee other than the one the node
+    /// already established for the next epoch (by SyncEpoch's chain of
+    /// verified hand-overs, or its own chain): the header is not canonical.
+    #[error(
+        "block {number}: names committee {named} for epoch {epoch}, established is {established}"
+    )]
+    CommitteeMismatch {
+        /// Block number (an epoch's last block).
+        number: u64,
+        /// The epoch whose committee is named.
+        epoch: u64,
+        /// Hex prefix of the named committee's hash.
+        named: String,
+        /// Hex prefix of the established committee's hash.
+        established: String,
+    },
+    /// A committee named by an epoch's last block holds a key that does not
+    /// decode or fails its subgroup check.
+    #[error("block {number}: named committee: {source}")]
+    BadCommitteeKey {
+        /// Block number (the block naming the committee).
+        number: u64,
+        /// The decoding error.
+        source: BlsError,
+    },
     /// Signer bitmap has the wrong length, stray padding bits, or too few signers.
     #[error("block {number}: quorum: {reason}")]
     BadQuorum {
@@ -72,7 +97,8 @@ pub enum VerifyError {
         /// Which rule failed.
         reason: String,
     },
-    /// A BLS key or signature does not decode.
+    /// A commit signature does not decode (or its signers' key does not
+    /// aggregate).
     #[error("block {number}: {source}")]
     BadBls {
         /// Block number.
@@ -112,6 +138,8 @@ impl VerifyError {
             | VerifyError::BadLink { number, .. }
             | VerifyError::TxRootMismatch { number }
             | VerifyError::BadHandOver { number, .. }
+            | VerifyError::CommitteeMismatch { number, .. }
+            | VerifyError::BadCommitteeKey { number, .. }
             | VerifyError::BadQuorum { number, .. }
             | VerifyError::BadBls { number, .. }
             | VerifyError::BadSignature { number }
@@ -120,9 +148,25 @@ impl VerifyError {
         }
     }
 
-    /// Whether the error proves the data invalid (blame the sender). Only an
-    /// unknown committee is not proof: the node may simply lack the epoch.
+    /// Whether the error proves the data invalid (someone sent it: see
+    /// `sync::blame` for who). An unknown committee is not proof (the node may
+    /// simply lack the epoch), nor is a failed execution of a block whose
+    /// signatures verified (the node's own state is then what is wrong).
     pub fn is_proof_of_invalid_data(&self) -> bool {
-        !matches!(self, VerifyError::UnknownCommittee { .. })
+        !matches!(
+            self,
+            VerifyError::UnknownCommittee { .. } | VerifyError::Execution { .. }
+        )
+    }
+
+    /// Whether the error is about a commit signature (its decoding, its
+    /// signer bitmap or the pairing check), as opposed to a block's contents.
+    pub fn is_signature_error(&self) -> bool {
+        matches!(
+            self,
+            VerifyError::BadSignature { .. }
+                | VerifyError::BadQuorum { .. }
+                | VerifyError::BadBls { .. }
+        )
     }
 }

@@ -3,6 +3,40 @@
 //!
 //! Every check returns a [`VerifyError`] naming the block and the rule, so the
 //! caller can blame exactly the peer that sent that block.
+//!
+//! # Root of trust
+//!
+//! The node trusts the committee of epoch 0 (in its genesis) and nothing a
+//! peer says. Every other committee is trusted only through a chain of
+//! verified hand-overs: the last block of epoch `e` names the committee of
+//! `e + 1`, and that block's commit signature must verify under the
+//! committee of `e`, already trusted. SyncEpoch walks that chain ahead of the
+//! download (each epoch block signed by the committee the previous one
+//! named); the node's own chain and the committees it stored are the same
+//! chain, already walked. Those committees are the *established* ones.
+//!
+//! # Sampling (`VerifyAllSig = false`)
+//!
+//! [`verify_segment`] with [`SigPolicy::EveryNth`] verifies only some commit
+//! signatures; the hash chain covers the rest (block `k`'s hash commits to
+//! its parent's, so a verified signature over block `k` vouches for every
+//! block below it down to the previous verified one). That is sound only if
+//! each verified signature is checked under the right committee, so
+//! [`sampled`] always includes:
+//!
+//! - every epoch's last block (the hand-over), checked under the committee
+//!   of its own epoch: an unsampled block therefore always has a sampled
+//!   block at or above it **in its own epoch**, and a forged hand-over (real
+//!   blocks, then a last block naming the attacker's keys, then blocks the
+//!   attacker signs) fails at the hand-over itself;
+//! - the segment's last block, whose signature is the one sent beside it,
+//!   so a committed batch is covered up to its last block.
+//!
+//! Committees the caller knows always win over a committee named inside the
+//! segment; a segment whose hand-over names a committee other than the
+//! established one is invalid ([`VerifyError::CommitteeMismatch`]). A
+//! committee named inside the segment is used only for an epoch the caller
+//! does not know, and only after the hand-over naming it was itself sampled.
 
 use std::sync::Arc;
 
@@ -21,6 +55,8 @@ use crate::crypto::{verify_batch, BlsPublicKey, BlsSignature, SigJob, B256};
 pub struct CommitteeKeys {
     /// The epoch these keys sign for.
     pub epoch: u64,
+    /// Hash of the committee (what a hand-over header names).
+    pub hash: B256,
     keys: Vec<BlsPublicKey>,
     all: Option<BlsPublicKey>,
 }
@@ -34,9 +70,14 @@ impl CommitteeKeys {
             .par_iter()
             .map(|k| BlsPublicKey::from_bytes(k))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| VerifyError::BadBls { number, source })?;
+            .map_err(|source| VerifyError::BadCommitteeKey { number, source })?;
         let all = BlsPublicKey::aggregate(&keys).ok();
-        Ok(Self { epoch, keys, all })
+        Ok(Self {
+            epoch,
+            hash: committee.hash(),
+            keys,
+            all,
+        })
     }
 
     /// Members in the committee.
@@ -188,64 +229,105 @@ pub fn verify_body(spec: &ChainSpec, block: &Block) -> Result<Option<Committee>,
 pub enum SigPolicy {
     /// Every block's (`VerifyAllSig = true`).
     All,
-    /// The last of every `n` blocks and the segment's last block; the hash
-    /// chain covers the rest (`VerifyHeaderBatchSize`).
+    /// The last of every `n` blocks, every epoch's last block and the
+    /// segment's last block; the hash chain covers the rest
+    /// (`VerifyHeaderBatchSize`). See the module docs.
     EveryNth(usize),
 }
 
-/// Verifies a contiguous segment of blocks that extends `parent` (hash
-/// `parent_hash`): links, bodies, committee hand-overs and, per `policy`,
-/// commit signatures in parallel. `committee_of(epoch)` supplies known
-/// committees; committees named inside the segment are used for the epochs
-/// after them. The commit of an interior block is the one its child's header
-/// carries; the last block's is the one sent with it.
-///
-/// Returns every invalid block found (empty: the segment is valid).
-/// Structural errors stop at the first bad block, since later links depend on it.
+/// Indices (ascending) of the blocks of a segment of `len` blocks starting
+/// at block `first` whose commit signatures `policy` verifies. Always holds
+/// the last index and, under sampling, the index of every epoch's last
+/// block (see the module docs for why).
+pub fn sampled(spec: &ChainSpec, first: u64, len: usize, policy: SigPolicy) -> Vec<usize> {
+    let last = len.saturating_sub(1);
+    (0..len)
+        .filter(|&i| match policy {
+            SigPolicy::All => true,
+            SigPolicy::EveryNth(n) => {
+                i == last || (i + 1) % n.max(1) == 0 || spec.is_epoch_last(first + i as u64)
+            }
+        })
+        .collect()
+}
+
+/// What [`verify_segment`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentCheck {
+    /// Every invalid block found, in block order (empty: the segment is
+    /// valid). Structural errors stop at the first bad block, since later
+    /// links depend on it.
+    pub errors: Vec<VerifyError>,
+    /// Numbers of the blocks whose commit signatures were handed to the
+    /// pairing check (whatever its result), ascending.
+    pub sigs_checked: Vec<u64>,
+}
+
+impl SegmentCheck {
+    /// Whether the segment is valid.
+    pub fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Verifies a contiguous segment of blocks: links (to `parent`, a header
+/// and its hash, when given; `None` checks the segment on its own), bodies,
+/// committee hand-overs and, per `policy` (see [`sampled`]), commit
+/// signatures in parallel. `committee_of(epoch)` supplies the established
+/// committees; they always win over committees named inside the segment,
+/// which are used only for epochs `committee_of` does not know. The commit
+/// of an interior block is the one its child's header carries; the last
+/// block's is the one sent with it.
 pub fn verify_segment(
     spec: &ChainSpec,
-    parent: &Header,
-    parent_hash: &B256,
+    parent: Option<(&Header, &B256)>,
     blocks: &[BlockWithSig],
     policy: SigPolicy,
     committee_of: impl Fn(u64) -> Option<Arc<CommitteeKeys>> + Sync,
-) -> Vec<VerifyError> {
-    let mut errors = Vec::new();
-    let mut new_keys: Vec<Arc<CommitteeKeys>> = Vec::new();
-    let mut prev_header = parent;
-    let mut prev_hash = *parent_hash;
+) -> SegmentCheck {
+    let mut check = SegmentCheck::default();
+    let mut named: Vec<Arc<CommitteeKeys>> = Vec::new();
+    let mut prev = parent.map(|(h, hash)| (h, *hash));
     let mut hashes = Vec::with_capacity(blocks.len());
     for b in blocks {
         let h = &b.block.header;
-        if let Err(e) = verify_link(spec, prev_header, &prev_hash, h).and_then(|_| {
+        let structural = (|| {
+            if let Some((ph, phash)) = prev {
+                verify_link(spec, ph, &phash, h)?;
+            }
             if let Some(c) = verify_body(spec, &b.block)? {
                 // Genesis names the committee of its own epoch 0.
                 let epoch = if h.number == 0 { 0 } else { h.epoch + 1 };
-                new_keys.push(Arc::new(CommitteeKeys::new(epoch, &c, h.number)?));
+                match committee_of(epoch) {
+                    Some(known) if known.hash != c.hash() => {
+                        return Err(VerifyError::CommitteeMismatch {
+                            number: h.number,
+                            epoch,
+                            named: short_hex(&c.hash()),
+                            established: short_hex(&known.hash),
+                        })
+                    }
+                    Some(_) => {}
+                    None => named.push(Arc::new(CommitteeKeys::new(epoch, &c, h.number)?)),
+                }
             }
             Ok(())
-        }) {
-            errors.push(e);
-            return errors;
+        })();
+        if let Err(e) = structural {
+            check.errors.push(e);
+            return check;
         }
-        prev_hash = h.hash();
-        hashes.push(prev_hash);
-        prev_header = h;
+        let hash = h.hash();
+        hashes.push(hash);
+        prev = Some((h, hash));
     }
     let keys_for = |epoch: u64| {
-        new_keys
-            .iter()
-            .find(|k| k.epoch == epoch)
-            .cloned()
-            .or_else(|| committee_of(epoch))
+        committee_of(epoch).or_else(|| named.iter().find(|k| k.epoch == epoch).cloned())
     };
-    let last = blocks.len().saturating_sub(1);
-    let chosen: Vec<usize> = (0..blocks.len())
-        .filter(|&i| match policy {
-            SigPolicy::All => true,
-            SigPolicy::EveryNth(n) => i == last || (i + 1) % n.max(1) == 0,
-        })
-        .collect();
+    let Some(first) = blocks.first().map(|b| b.block.number()) else {
+        return check;
+    };
+    let chosen = sampled(spec, first, blocks.len(), policy);
     let prepared: Vec<Result<SigJob, VerifyError>> = chosen
         .par_iter()
         .map(|&i| {
@@ -266,23 +348,26 @@ pub fn verify_segment(
         })
         .collect();
     let mut jobs = Vec::with_capacity(prepared.len());
-    let mut job_numbers = Vec::with_capacity(prepared.len());
     for (i, p) in chosen.iter().zip(prepared) {
         match p {
             Ok(job) => {
                 jobs.push(job);
-                job_numbers.push(blocks[*i].block.number());
+                check.sigs_checked.push(blocks[*i].block.number());
             }
-            Err(e) => errors.push(e),
+            Err(e) => check.errors.push(e),
         }
     }
     for bad in verify_batch(&jobs) {
-        errors.push(VerifyError::BadSignature {
-            number: job_numbers[bad],
+        check.errors.push(VerifyError::BadSignature {
+            number: check.sigs_checked[bad],
         });
     }
-    errors.sort_by_key(|e| e.block_number());
-    errors
+    check.errors.sort_by_key(|e| e.block_number());
+    check
+}
+
+fn short_hex(h: &B256) -> String {
+    to_hex(&h[..8])
 }
 
 /// Fully verifies one block against its parent and committee: link, body,
@@ -294,15 +379,14 @@ pub fn verify_block(
     keys: &CommitteeKeys,
 ) -> Result<(), VerifyError> {
     let parent_hash = parent.hash();
-    let errs = verify_segment(
+    let check = verify_segment(
         spec,
-        parent,
-        &parent_hash,
+        Some((parent, &parent_hash)),
         std::slice::from_ref(block),
         SigPolicy::All,
         |e| (e == keys.epoch).then(|| Arc::new(keys.clone())),
     );
-    match errs.into_iter().next() {
+    match check.errors.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
     }

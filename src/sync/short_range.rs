@@ -118,11 +118,15 @@ pub fn run(ctx: &mut SyncContext, target: u64) -> Result<u64, StageError> {
             committees.insert(e, k);
         }
     }
-    let errors = verify_segment(&spec, &parent, &head.hash, &blocks, SigPolicy::All, |e| {
-        committees.get(&e).cloned()
-    });
-    ctx.status.write().sigs_verified += blocks.len() as u64;
-    if let Some(e) = errors.first() {
+    let check = verify_segment(
+        &spec,
+        Some((&parent, &head.hash)),
+        &blocks,
+        SigPolicy::All,
+        |e| committees.get(&e).cloned(),
+    );
+    ctx.status.write().sigs_verified += check.sigs_checked.len() as u64;
+    if let Some(e) = check.errors.first() {
         if e.is_proof_of_invalid_data() {
             ctx.blame(stream, RemovalReason::CriticalError, &e.to_string());
         }

@@ -66,11 +66,11 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
             }
         }
         let started = Instant::now();
-        let errors = verify_segment(&spec, &parent, &head.hash, &blocks, policy, |e| {
+        let check = verify_segment(&spec, Some((&parent, &head.hash)), &blocks, policy, |e| {
             committees.get(&e).cloned()
         });
-        ctx.status.write().sigs_verified += selected(policy, blocks.len()) as u64;
-        if let Some(err) = errors.into_iter().next() {
+        ctx.status.write().sigs_verified += check.sigs_checked.len() as u64;
+        if let Some(err) = check.errors.into_iter().next() {
             return Err(reject(ctx, err));
         }
         let bytes: u64 = blocks.iter().map(|b| b.to_bytes().len() as u64).sum();
