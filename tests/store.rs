@@ -194,3 +194,89 @@ fn staging_in_memory_and_in_lmdb_behave_alike() {
         assert_eq!(s.hash(3).expect("get"), None);
     }
 }
+
+/// The signature kept for a block is the one its child's header carries
+/// (covered by the child's hash), never the copy sent beside it: a batch
+/// whose side copies were corrupted (as a `BadSignatures` peer sends them)
+/// stores exactly the chain's signatures, except the batch's last block,
+/// whose side copy is the one the caller verified.
+#[test]
+fn stored_commit_signatures_are_the_ones_the_hash_chain_covers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, blocks) = common::chain(common::spec(2, 10, 4), 1, 25);
+    let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
+    for part in [&blocks[..12], &blocks[12..]] {
+        let mut sent = part.to_vec();
+        let last = sent.len() - 1;
+        for b in &mut sent[..last] {
+            b.commit_sig.signature[10] ^= 0x55;
+        }
+        store
+            .insert_batch(&InsertBatch {
+                blocks: sent,
+                progress: vec![],
+            })
+            .expect("insert");
+    }
+    for b in &blocks {
+        let n = b.block.number();
+        assert_eq!(
+            store.commit_sig(n).expect("read").as_ref(),
+            Some(&b.commit_sig),
+            "block {n}"
+        );
+    }
+}
+
+/// `unwind_to` removes the blocks above the target and restores the state
+/// exactly: the removed blocks insert again on top of it (their state roots
+/// check out) and give the same head.
+#[test]
+fn unwind_restores_the_state_and_removes_later_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, chain, blocks) = common::chain(common::spec(3, 10, 4), 3, 30);
+    let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
+    store
+        .insert_batch(&InsertBatch {
+            blocks: blocks.clone(),
+            progress: vec![(StageId::States, 30)],
+        })
+        .expect("insert");
+    let tip = store.head().expect("head");
+    let head = store.unwind_to(12).expect("unwind");
+    assert_eq!(head.number, 12);
+    assert_eq!(head.hash, blocks[11].block.hash());
+    assert_eq!(store.head().expect("head"), head);
+    assert_eq!(store.stage_progress(StageId::States).expect("read"), 12);
+    for n in 13..=30u64 {
+        assert_eq!(store.hash_by_number(n).expect("read"), None, "block {n}");
+        let hash = blocks[n as usize - 1].block.hash();
+        assert_eq!(store.number_by_hash(&hash).expect("read"), None);
+    }
+    assert!(
+        store.committee(1).expect("read").is_some(),
+        "named by block {}, kept",
+        chain.epoch_last_block(0)
+    );
+    assert!(
+        store.committee(2).expect("read").is_none(),
+        "the committee block {} named is gone",
+        chain.epoch_last_block(1)
+    );
+    assert_eq!(
+        store.commit_sig(12).expect("read"),
+        None,
+        "the head's signature came from a removed header"
+    );
+    store
+        .insert_batch(&InsertBatch {
+            blocks: blocks[12..].to_vec(),
+            progress: vec![],
+        })
+        .expect("the removed blocks execute again on the restored state");
+    assert_eq!(store.head().expect("head"), tip);
+    assert_eq!(
+        store.commit_sig(12).expect("read").as_ref(),
+        Some(&blocks[11].commit_sig)
+    );
+}

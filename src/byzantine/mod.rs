@@ -237,6 +237,10 @@ impl ChainBackend for ByzantineBackend {
         self.inner.insert_verified_batch(batch)
     }
 
+    fn unwind_to(&self, number: u64) -> Result<HeadInfo, BackendError> {
+        self.inner.unwind_to(number)
+    }
+
     fn block_with_sig_bytes(&self, number: u64) -> Result<Option<Vec<u8>>, BackendError> {
         let Some(mut b) = self.served(number)? else {
             return Ok(None);

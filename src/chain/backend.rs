@@ -76,6 +76,16 @@ pub trait ChainBackend: Send + Sync {
     /// progress; returns the new head.
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError>;
 
+    /// Takes the chain back to block `number` (the sync calls it when it
+    /// proves its head is on an invalid branch): removes every block above
+    /// it and restores the state, atomically. Backends that cannot unwind
+    /// keep this default, which refuses.
+    fn unwind_to(&self, number: u64) -> Result<HeadInfo, BackendError> {
+        Err(BackendError::Storage(format!(
+            "this chain backend cannot unwind (to block {number})"
+        )))
+    }
+
     /// Header of the block with `hash`.
     fn header_by_hash(&self, hash: &B256) -> Result<Option<Header>, BackendError> {
         match self.number_by_hash(hash)? {

@@ -88,6 +88,7 @@ pub(super) struct Dbs {
     pub(super) committees: Database,
     pub(super) accounts: Database,
     pub(super) stage_progress: Database,
+    pub(super) account_changes: Database,
     pub(super) staging_hashes: Database,
     pub(super) staging_blocks: Database,
 }
@@ -321,7 +322,10 @@ impl Store {
     /// signatures, committees named, account changes, head and stage
     /// progress. Checks that the batch extends the head and that every
     /// block's state root matches its execution; on any error nothing is
-    /// written. Signatures are the caller's job (see `chain::verify`).
+    /// written. Signatures are the caller's job (see `chain::verify`): the
+    /// commit signature kept for each block is the one its child's header
+    /// carries, and for the batch's last block the one sent with it, which
+    /// the caller must have verified.
     pub fn insert_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, StoreError> {
         let spec = self.spec.clone();
         self.write(|txn, dbs| {
@@ -371,11 +375,24 @@ impl Store {
                     }
                     .into());
                 }
+                let mut before = Vec::with_capacity(diff.len());
+                for addr in diff.keys() {
+                    let old = match overlay.get(addr) {
+                        Some(a) => Some(*a),
+                        None => read_account(txn, dbs.accounts, addr)?,
+                    };
+                    before.push(AccountChange {
+                        address: *addr,
+                        before: old.map(|a| encode(&a).into()).unwrap_or_default(),
+                    });
+                }
+                append(txn, dbs.account_changes, &be(n), &encode(&before))?;
                 overlay.extend(diff);
                 let hash = b.hash();
                 write_block(txn, dbs, b, &hash)?;
-                // Genesis' commit signature first arrives in block 1's header.
-                if let Some(parent_commit) = b.header.parent_commit().filter(|_| n == 1) {
+                // The parent's signature is the one this header carries (the
+                // hash chain covers it), replacing what was kept for it.
+                if let Some(parent_commit) = b.header.parent_commit() {
                     put(txn, dbs.commit_sigs, &be(n - 1), &parent_commit.to_bytes())?;
                 }
                 append(txn, dbs.commit_sigs, &be(n), &bws.commit_sig.to_bytes())?;
@@ -410,6 +427,74 @@ impl Store {
         })
     }
 
+    /// Takes the chain back to block `number` in one write transaction:
+    /// removes every block above it (headers, bodies, hashes, commit
+    /// signatures, committees they named), restores the accounts they
+    /// changed, moves the head and lowers stage checkpoints above `number`.
+    /// Block `number`'s own commit signature came from the removed child's
+    /// header, so it is dropped too and rewritten by the next insert. Does
+    /// nothing if the head is at or below `number`.
+    pub fn unwind_to(&self, number: u64) -> Result<HeadInfo, StoreError> {
+        let spec = self.spec.clone();
+        self.write(|txn, dbs| {
+            let (head, _) = read_head(txn, dbs)?;
+            for n in (number + 1..=head).rev() {
+                let changes = get_raw(txn, dbs.account_changes, &be(n))?.ok_or_else(|| {
+                    StoreError::CannotUnwind {
+                        number: n,
+                        reason: "no account changes recorded for it".into(),
+                    }
+                })?;
+                let changes: Vec<AccountChange> = alloy_rlp::decode_exact(&changes)
+                    .map_err(|e| StoreError::Corrupt(format!("account changes of {n}: {e}")))?;
+                for c in changes {
+                    if c.before.is_empty() {
+                        del(txn, dbs.accounts, &c.address)?;
+                    } else {
+                        put(txn, dbs.accounts, &c.address, &c.before)?;
+                    }
+                }
+                if let Some(hash) = get_raw(txn, dbs.hashes, &be(n))? {
+                    del(txn, dbs.hash_to_number, &hash)?;
+                }
+                for db in [
+                    dbs.account_changes,
+                    dbs.headers,
+                    dbs.bodies,
+                    dbs.hashes,
+                    dbs.commit_sigs,
+                ] {
+                    del(txn, db, &be(n))?;
+                }
+                if spec.is_epoch_last(n) {
+                    del(txn, dbs.committees, &be(spec.epoch_of(n) + 1))?;
+                }
+            }
+            let hash: B256 = match get_raw(txn, dbs.hashes, &be(number.min(head)))? {
+                Some(h) => h
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("hash of {number} malformed")))?,
+                None => return Err(StoreError::Corrupt(format!("block {number} missing"))),
+            };
+            if number < head {
+                del(txn, dbs.commit_sigs, &be(number))?;
+                put(txn, dbs.meta, META_HEAD, &head_value(number, &hash))?;
+                for stage in StageId::ALL {
+                    let key = stage.name().as_bytes();
+                    let at = get_raw(txn, dbs.stage_progress, key)?.and_then(|v| from_be(&v));
+                    if at.is_some_and(|at| at > number) {
+                        put(txn, dbs.stage_progress, key, &be(number))?;
+                    }
+                }
+            }
+            Ok(HeadInfo {
+                number: number.min(head),
+                hash,
+                epoch: spec.epoch_of(number.min(head)),
+            })
+        })
+    }
+
     /// Writes stage checkpoints alone (for stages that store no blocks).
     pub fn set_stage_progress(&self, progress: &[(StageId, u64)]) -> Result<(), StoreError> {
         self.write(|txn, dbs| {
@@ -439,6 +524,7 @@ impl Store {
                 dbs.committees,
                 dbs.accounts,
                 dbs.stage_progress,
+                dbs.account_changes,
                 dbs.staging_hashes,
                 dbs.staging_blocks,
             ];
@@ -543,10 +629,26 @@ fn open_env(dir: &Path, opts: StoreOptions) -> Result<(Environment, Dbs), StoreE
         committees: mk(COMMITTEES)?,
         accounts: mk(ACCOUNTS)?,
         stage_progress: mk(STAGE_PROGRESS)?,
+        account_changes: mk(ACCOUNT_CHANGES)?,
         staging_hashes: mk(STAGING_HASHES)?,
         staging_blocks: mk(STAGING_BLOCKS)?,
     };
     Ok((env, dbs))
+}
+
+/// One account as it was before a block changed it (`account_changes`).
+#[derive(alloy_rlp::RlpEncodable, alloy_rlp::RlpDecodable)]
+struct AccountChange {
+    address: Address,
+    /// RLP of the account before the block; empty: it did not exist.
+    before: alloy_rlp::Bytes,
+}
+
+fn del(txn: &mut RwTransaction<'_>, db: Database, k: &[u8]) -> Result<(), StoreError> {
+    match txn.del(db, &k, None) {
+        Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
+        Err(source) => Err(StoreError::Lmdb { op: "del", source }),
+    }
 }
 
 fn append(txn: &mut RwTransaction<'_>, db: Database, k: &[u8], v: &[u8]) -> Result<(), StoreError> {
@@ -699,6 +801,10 @@ impl ChainBackend for Store {
 
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError> {
         Ok(self.insert_batch(batch)?)
+    }
+
+    fn unwind_to(&self, number: u64) -> Result<HeadInfo, BackendError> {
+        Ok(self.unwind_to(number)?)
     }
 
     fn block_with_sig_bytes(&self, number: u64) -> Result<Option<Vec<u8>>, BackendError> {

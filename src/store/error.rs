@@ -52,6 +52,15 @@ pub enum StoreError {
         /// First number of the batch.
         got: u64,
     },
+    /// The store cannot unwind that far (no account changes recorded for a
+    /// block, e.g. one written by a version that did not record them).
+    #[error("cannot unwind below block {number}: {reason}")]
+    CannotUnwind {
+        /// The lowest block that could not be removed.
+        number: u64,
+        /// Why.
+        reason: String,
+    },
     /// A block of the batch failed execution: nothing was written.
     #[error("batch rejected: {0}")]
     Invalid(#[from] VerifyError),

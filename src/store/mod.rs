@@ -8,6 +8,18 @@
 //! 8-byte big-endian so LMDB's key order is block order. The map grows on
 //! `MDB_MAP_FULL` instead of failing. The files open with `mdb_stat -a DIR`.
 //!
+//! The commit signature stored for block N is the one block N+1's header
+//! carries, which the hash chain covers; for the head (the last block of
+//! the last batch) it is the one sent beside it, which the caller must have
+//! verified (`chain::verify` always verifies a segment's last block with
+//! that copy). A copy sent beside any other block is never stored, so the
+//! node never serves a signature nobody checked.
+//!
+//! Every block also records the accounts it changed as they were before it
+//! (`account_changes`), so [`Store::unwind_to`] can take the chain back to
+//! an earlier block in one transaction if the node ever finds itself on an
+//! invalid branch.
+//!
 //! Threads: any number of readers (each read is its own short read
 //! transaction); one writer at a time (the sync thread's LMDB writer).
 

@@ -10,7 +10,10 @@ pub const BODIES: &str = "bodies";
 pub const HASHES: &str = "hashes";
 /// `hash_to_number`: block hash (32 B) → number (8 B BE).
 pub const HASH_TO_NUMBER: &str = "hash_to_number";
-/// `commit_sigs`: number (8 B BE) → RLP(commit signature of that block).
+/// `commit_sigs`: number (8 B BE) → RLP(commit signature of that block):
+/// the one block N+1's header carries (covered by N+1's hash), or for the
+/// head the one the inserting caller verified. Never an unverified copy
+/// sent beside a block.
 pub const COMMIT_SIGS: &str = "commit_sigs";
 /// `committees`: epoch (8 B BE) → RLP(committee).
 pub const COMMITTEES: &str = "committees";
@@ -18,13 +21,17 @@ pub const COMMITTEES: &str = "committees";
 pub const ACCOUNTS: &str = "accounts";
 /// `stage_progress`: stage name → block number (8 B BE).
 pub const STAGE_PROGRESS: &str = "stage_progress";
+/// `account_changes`: number (8 B BE) → RLP list of (address, RLP of the
+/// account before the block, empty if it did not exist): what
+/// [`super::Store::unwind_to`] restores.
+pub const ACCOUNT_CHANGES: &str = "account_changes";
 /// `staging_hashes`: number (8 B BE) → downloaded hash (`UseMemDB = false`).
 pub const STAGING_HASHES: &str = "staging_hashes";
 /// `staging_blocks`: number (8 B BE) → RLP(block with signature) (`UseMemDB = false`).
 pub const STAGING_BLOCKS: &str = "staging_blocks";
 
 /// Every table, in the order `inspect` lists them.
-pub const TABLES: [&str; 11] = [
+pub const TABLES: [&str; 12] = [
     META,
     HEADERS,
     BODIES,
@@ -34,6 +41,7 @@ pub const TABLES: [&str; 11] = [
     COMMITTEES,
     ACCOUNTS,
     STAGE_PROGRESS,
+    ACCOUNT_CHANGES,
     STAGING_HASHES,
     STAGING_BLOCKS,
 ];
