@@ -12,12 +12,15 @@ use crossbeam::channel::Receiver;
 use streamsync::config::{Config, Network};
 use streamsync::crypto::NodeIdentity;
 use streamsync::host::{Host, HostConfig, StreamEvent};
+use streamsync::net::session::LocalKeys;
 use streamsync::net::{Net, NetConfig};
 use streamsync::server::{Server, ServerConfig};
 use streamsync::store::{Store, StoreOptions};
 use streamsync::stream::record::sign_record;
 use streamsync::stream::{PeerAddr, RemovalReason};
-use streamsync::wire::ProtocolId;
+use streamsync::wire::{Message, ProtocolId, Request, Response};
+
+use common::peer::RawPeer;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -281,4 +284,86 @@ fn peer_advertising_itself_under_another_peer_id_is_cooled_down() {
         s.host.status().in_cooldown == vec![impostor.peer]
     });
     drop(server);
+}
+
+/// The node's own view of `peer`: is it in the active pool?
+fn is_active(host: &Host, peer: &libp2p_identity::PeerId) -> bool {
+    host.status().streams.iter().any(|i| i.peer_id == *peer)
+}
+
+/// Asks for the block number on `p` and says whether it was answered
+/// (skipping the node's own requests, e.g. its peer exchange).
+fn served(p: &mut RawPeer, id: u64) -> bool {
+    p.send(&Message::Request(id, Request::GetBlockNumber));
+    loop {
+        match p.recv() {
+            Some(Message::Response(got, Response::BlockNumber { .. })) if got == id => return true,
+            Some(Message::Request(..)) => continue,
+            _ => return false,
+        }
+    }
+}
+
+/// A peer whose process dies (its connections just end, no goodbye) and
+/// restarts is taken back and served at once, however often it restarts:
+/// a disconnect is not a failure and never accumulates into a cooldown.
+#[test]
+fn a_restarted_peer_is_served_again_at_once() {
+    let server = hub();
+    let addr = server.host.net().local_addr();
+    let restarting = NodeIdentity::generate();
+    let peer = restarting.peer_id();
+    let keys = LocalKeys::new(&restarting, ProtocolId::sync(Network::Localnet, 0)).expect("keys");
+    let events = server.host.subscribe();
+    for restart in 0..4u64 {
+        let mut p = RawPeer::connect(addr, &keys).expect("handshake");
+        wait_until(&events, "the peer taken back", || {
+            is_active(&server.host, &peer)
+        });
+        assert!(served(&mut p, restart + 1), "restart {restart}: not served");
+        drop(p);
+        wait_until(&events, "the dead connection noticed", || {
+            !is_active(&server.host, &peer)
+        });
+    }
+    assert!(server.host.status().in_cooldown.is_empty());
+}
+
+/// Cooldowns decide whom the node dials and asks, not whom it serves: a
+/// peer removed for a critical error that reconnects is served (kept as a
+/// serve-only stream), while it stays in cooldown.
+#[test]
+fn a_peer_cooling_down_is_still_served_when_it_reconnects() {
+    let server = hub();
+    let addr = server.host.net().local_addr();
+    let identity = NodeIdentity::generate();
+    let peer = identity.peer_id();
+    let keys = LocalKeys::new(&identity, ProtocolId::sync(Network::Localnet, 0)).expect("keys");
+    let events = server.host.subscribe();
+    let mut p = RawPeer::connect(addr, &keys).expect("handshake");
+    wait_until(&events, "the peer active", || {
+        is_active(&server.host, &peer)
+    });
+    let stream = server
+        .host
+        .status()
+        .streams
+        .iter()
+        .find(|i| i.peer_id == peer)
+        .map(|i| i.id)
+        .expect("its stream");
+    server
+        .host
+        .remove_stream(stream, RemovalReason::CriticalError);
+    p.expect_closed();
+    wait_until(&events, "the peer cooling down", || {
+        server.host.status().in_cooldown.contains(&peer)
+    });
+    let mut again = RawPeer::connect(addr, &keys).expect("handshake");
+    wait_until(&events, "the peer kept to be served", || {
+        server.host.status().serve_only == 1
+    });
+    assert!(served(&mut again, 7), "a peer in cooldown was not served");
+    assert!(!is_active(&server.host, &peer), "asked while cooling down");
+    assert!(server.host.status().in_cooldown.contains(&peer));
 }

@@ -131,6 +131,10 @@ pub struct HostStatus {
     pub streams_used: u64,
     /// Streams ever removed.
     pub streams_removed: u64,
+    /// Streams kept only to serve peers that are cooling down.
+    pub serve_only: usize,
+    /// The latest removals the node decided, oldest first (peer, reason).
+    pub recent_removals: Vec<(libp2p_identity::PeerId, RemovalReason)>,
 }
 
 impl HostStatus {
@@ -146,6 +150,8 @@ impl HostStatus {
             records_rejected: 0,
             streams_used: 0,
             streams_removed: 0,
+            serve_only: 0,
+            recent_removals: vec![],
         }
     }
 }
@@ -174,6 +180,12 @@ impl HostHandle {
     /// Asks the stream manager to remove a stream (trusted peers are kept).
     pub fn remove_stream(&self, stream: StreamId, reason: RemovalReason) {
         let _ = self.stream_tx.send(StreamCmd::Remove { stream, reason });
+    }
+
+    /// Counts a fault against `peer` even if its stream is gone, closing
+    /// the stream if it still has one (trusted peers are kept).
+    pub fn penalize_peer(&self, peer: libp2p_identity::PeerId, reason: RemovalReason) {
+        let _ = self.stream_tx.send(StreamCmd::Penalize { peer, reason });
     }
 
     /// The latest status snapshot.

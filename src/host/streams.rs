@@ -32,6 +32,10 @@ pub(super) enum StreamCmd {
         stream: StreamId,
         reason: RemovalReason,
     },
+    Penalize {
+        peer: PeerId,
+        reason: RemovalReason,
+    },
     Peers {
         stream: StreamId,
         peer: PeerId,
@@ -128,6 +132,7 @@ impl StreamsDriver {
                         self.sm.on_stream_down(c.id, c.info.as_ref(), c.peer, c.addr, &c.reason, Instant::now())
                     }
                     Ok(StreamCmd::Remove { stream, reason }) => self.sm.remove_stream(stream, reason, Instant::now()),
+                    Ok(StreamCmd::Penalize { peer, reason }) => self.sm.penalize_peer(peer, reason, Instant::now()),
                     Ok(StreamCmd::Peers { stream, peer, result }) => self.on_peers(stream, peer, result),
                     Ok(StreamCmd::Throughput(samples)) => self.sm.on_throughput(&samples, Instant::now()),
                     Ok(StreamCmd::Subscribe(tx)) => {
@@ -287,6 +292,8 @@ impl StreamsDriver {
             records_rejected: self.records_rejected,
             streams_used: s.activated_total,
             streams_removed: s.removed_total,
+            serve_only: s.serve_only,
+            recent_removals: s.recent_removals,
         });
     }
 }

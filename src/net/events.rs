@@ -97,6 +97,12 @@ impl CloseReason {
         }
     }
 
+    /// Whether an open stream ended because the peer closed it or the
+    /// connection broke, with no fault proven (e.g. its process died).
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self, CloseReason::PeerClosed | CloseReason::Io(_))
+    }
+
     /// The removal-reason label (metric `hmy_stream_stream_removal_reasons`).
     pub fn label(&self) -> &'static str {
         match self {

@@ -7,7 +7,11 @@
 //! - critical error (proven invalid data, protocol violation): the maximum;
 //! - failure counts decay: one failure is forgiven per quiet
 //!   `MaxRemovalCooldownDuration` without a new one, so a peer is not
-//!   punished forever (Harmony's counters never decay).
+//!   punished forever (Harmony's counters never decay);
+//! - what counts as a failure is the stream manager's call: a connection the
+//!   peer closed or that broke (its process died) is not one, so restarts
+//!   never accumulate into exclusion; and a cooldown only stops the node
+//!   from dialling and asking the peer, never from serving it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -104,6 +108,11 @@ impl Cooldowns {
             .get(peer)
             .and_then(|r| r.until)
             .filter(|u| *u > now)
+    }
+
+    /// When `peer`'s latest cooldown ends (or ended), if it ever had one.
+    pub fn until(&self, peer: &PeerId) -> Option<Instant> {
+        self.peers.get(peer).and_then(|r| r.until)
     }
 
     /// Peers cooling down at `now`, with the end of their cooldown.

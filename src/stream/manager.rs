@@ -15,6 +15,18 @@
 //! - at most `SetupConcurrency` dials at once, each given `ConnectTimeout`;
 //! - removal cools the peer down ([`super::cooldown`]); trusted peers are
 //!   dialled first and never removed, even on critical errors;
+//! - cooldowns decide whom **we** dial and ask for blocks, not whether an
+//!   authenticated peer may connect and be served (DESIGN.md §15): a peer
+//!   that connects while cooling down is kept as a *serve-only* stream (the
+//!   server answers it within its rate limits; the request manager never
+//!   sees it) and joins the pools when its cooldown ends;
+//! - a stream that ends because the peer closed it or the connection broke
+//!   (its process died, a restart) is not a failure: it does not
+//!   accumulate into cooldowns; failed dials, timeouts reported by the
+//!   request manager and proven faults do;
+//! - when a peer opens a second stream and both were dialled by the same
+//!   side, the newer one replaces the older (the older is most likely the
+//!   dead half of a connection the peer lost when it restarted);
 //! - a stream persistently far slower than the others is swapped for a
 //!   reserve stream when there is one (reason `slow`).
 
@@ -199,7 +211,15 @@ pub struct StreamStatus {
     pub activated_total: u64,
     /// Streams ever removed (by the node or the network).
     pub removed_total: u64,
+    /// Streams kept only to serve their peer (it is cooling down).
+    pub serve_only: usize,
+    /// The latest removals the node decided (`remove_stream`,
+    /// `penalize_peer`), oldest first, at most [`RECENT_REMOVALS`].
+    pub recent_removals: Vec<(PeerId, RemovalReason)>,
 }
+
+/// How many of the latest removals [`StreamStatus::recent_removals`] keeps.
+pub const RECENT_REMOVALS: usize = 64;
 
 struct Setup {
     addr: SocketAddr,
@@ -224,6 +244,12 @@ pub struct StreamManager {
     next_check: Instant,
     slow_strikes: HashMap<StreamId, u32>,
     closing: HashSet<StreamId>,
+    /// Streams of peers cooling down, kept only to serve them; at most
+    /// `MaxReservedStreams`.
+    serve_only: HashMap<PeerId, StreamInfo>,
+    /// The earliest future end of a serve-only peer's cooldown.
+    serve_wakeup: Option<Instant>,
+    recent_removals: VecDeque<(PeerId, RemovalReason)>,
     activated_total: u64,
     removed_total: u64,
 }
@@ -257,6 +283,9 @@ impl StreamManager {
             next_check: now + cfg.check_interval,
             slow_strikes: HashMap::new(),
             closing: HashSet::new(),
+            serve_only: HashMap::new(),
+            serve_wakeup: None,
+            recent_removals: VecDeque::new(),
             activated_total: 0,
             removed_total: 0,
         }
@@ -309,12 +338,22 @@ impl StreamManager {
             discovery: self.discovery,
             activated_total: self.activated_total,
             removed_total: self.removed_total,
+            serve_only: self.serve_only.len(),
+            recent_removals: self.recent_removals.iter().copied().collect(),
         }
+    }
+
+    /// Whether `peer` has a stream kept only to serve it.
+    pub fn is_serve_only(&self, peer: &PeerId) -> bool {
+        self.serve_only.contains_key(peer)
     }
 
     /// The next instant [`StreamManager::on_tick`] has work.
     pub fn next_deadline(&self) -> Instant {
         let mut t = self.next_check;
+        if let Some(w) = self.serve_wakeup {
+            t = t.min(w);
+        }
         if let DiscoveryState::Running(s) = self.discovery {
             t = t.min(s + self.cfg.discovery_timeout);
         }
@@ -349,18 +388,33 @@ impl StreamManager {
         };
         let cooling = !trusted && self.cooldowns.cooling_until(&info.peer_id, now).is_some();
         if let Some(&existing) = self.by_peer.get(&info.peer_id) {
-            // Two streams to one peer (simultaneous dials): both sides keep
-            // the one dialled by the lower PeerId, so they agree.
+            // Two streams to one peer. Simultaneous dials: both sides keep
+            // the one dialled by the lower PeerId, so they agree. Both
+            // dialled by the same side: the newer one (the peer lost the
+            // older one, e.g. it restarted).
             let preferred = self.me.min(info.peer_id);
             let dialer = |inbound: bool| if inbound { info.peer_id } else { self.me };
             let existing_inbound = self.info_of(existing).is_some_and(|i| i.inbound);
-            if dialer(info.inbound) == preferred && dialer(existing_inbound) != preferred {
+            let same_dialer = existing_inbound == info.inbound;
+            if same_dialer
+                || (dialer(info.inbound) == preferred && dialer(existing_inbound) != preferred)
+            {
                 self.replace(existing, info, &mut out);
             } else {
                 out.push(housekeeping(info.id));
             }
         } else if cooling {
-            out.push(housekeeping(info.id));
+            // Served, not asked: it joins the pools when the cooldown ends.
+            // A newer stream replaces an older one (the peer restarted).
+            if let Some(old) = self.serve_only.remove(&info.peer_id) {
+                out.push(housekeeping(old.id));
+            }
+            if self.serve_only.len() < self.cfg.max_reserved {
+                self.serve_only.insert(info.peer_id, info);
+                self.refresh_serve_wakeup(now);
+            } else {
+                out.push(housekeeping(info.id));
+            }
         } else if self.active.len() < self.cfg.high_cap {
             self.by_peer.insert(info.peer_id, info.id);
             self.activate(info, &mut out);
@@ -405,7 +459,13 @@ impl StreamManager {
         let removal = RemovalReason::from_close(reason);
         let going_away = matches!(reason, CloseReason::PeerGoingAway(_));
         if let Some(info) = info {
-            if self.detach(id, &mut out) {
+            if self
+                .serve_only
+                .get(&info.peer_id)
+                .is_some_and(|s| s.id == id)
+            {
+                self.serve_only.remove(&info.peer_id);
+            } else if self.detach(id, &mut out) {
                 if going_away {
                     // Not a failure; but it closed on purpose (likely full):
                     // leave it alone for a while (trusted peers excepted).
@@ -413,6 +473,11 @@ impl StreamManager {
                         self.cooldowns
                             .pause(info.peer_id, now + self.cfg.cooldown.per_failure);
                     }
+                } else if reason.is_disconnect() {
+                    // The peer closed or the connection broke (its process
+                    // may have died): not a failure, nothing accumulates.
+                    metrics::counter!(names::STREAM_REMOVAL_REASONS, names::LABEL_REASON => removal.label())
+                        .increment(1);
                 } else {
                     self.account(info.peer_id, removal, now);
                 }
@@ -460,6 +525,7 @@ impl StreamManager {
             return out;
         }
         if self.detach(id, &mut out) {
+            self.note_removal(peer, reason);
             self.account(peer, reason, now);
             self.closing.insert(id);
             out.push(Action::Close {
@@ -469,6 +535,38 @@ impl StreamManager {
             self.after_removal(now, &mut out);
         }
         self.dial_candidates(now, &mut out);
+        out
+    }
+
+    /// A consumer proved `peer` at fault after its stream may already be
+    /// gone (e.g. the sync proved, once the canonical blocks were verified,
+    /// that hashes it sent earlier were false): counts the failure against
+    /// the peer and closes its stream if it still has one. Trusted peers are
+    /// kept.
+    pub fn penalize_peer(
+        &mut self,
+        peer: PeerId,
+        reason: RemovalReason,
+        now: Instant,
+    ) -> Vec<Action> {
+        if let Some(&id) = self.by_peer.get(&peer) {
+            return self.remove_stream(id, reason, now);
+        }
+        let mut out = Vec::new();
+        if self.is_trusted(&peer) {
+            return out;
+        }
+        self.note_removal(peer, reason);
+        self.account(peer, reason, now);
+        if reason.is_critical() {
+            if let Some(s) = self.serve_only.remove(&peer) {
+                self.closing.insert(s.id);
+                out.push(Action::Close {
+                    stream: s.id,
+                    reason: Some(reason),
+                });
+            }
+        }
         out
     }
 
@@ -577,6 +675,7 @@ impl StreamManager {
                 self.discovery = DiscoveryState::BackingOff(now + self.cfg.discovery_backoff);
             }
         }
+        self.admit_served(now, &mut out);
         if now >= self.next_check {
             self.next_check = now + self.cfg.check_interval;
             for t in std::mem::take(&mut self.trusted_retry) {
@@ -597,6 +696,49 @@ impl StreamManager {
     }
 
     // ---- internals ----
+
+    /// Serve-only streams whose peer's cooldown has ended join the pools.
+    fn admit_served(&mut self, now: Instant, out: &mut Vec<Action>) {
+        let ready: Vec<PeerId> = self
+            .serve_only
+            .keys()
+            .filter(|p| self.cooldowns.cooling_until(p, now).is_none())
+            .copied()
+            .collect();
+        for p in ready {
+            let Some(info) = self.serve_only.remove(&p) else {
+                continue;
+            };
+            if self.active.len() < self.cfg.high_cap {
+                self.by_peer.insert(p, info.id);
+                self.activate(info, out);
+            } else if self.reserved.len() < self.cfg.max_reserved {
+                self.by_peer.insert(p, info.id);
+                self.reserved.push_back(info);
+                self.gauges();
+            } else {
+                // No room: it stays served only.
+                self.serve_only.insert(p, info);
+            }
+        }
+        self.refresh_serve_wakeup(now);
+    }
+
+    fn refresh_serve_wakeup(&mut self, now: Instant) {
+        self.serve_wakeup = self
+            .serve_only
+            .keys()
+            .filter_map(|p| self.cooldowns.until(p))
+            .filter(|u| *u > now)
+            .min();
+    }
+
+    fn note_removal(&mut self, peer: PeerId, reason: RemovalReason) {
+        if self.recent_removals.len() == RECENT_REMOVALS {
+            self.recent_removals.pop_front();
+        }
+        self.recent_removals.push_back((peer, reason));
+    }
 
     /// Moves one non-trusted active stream to the reserve (or closes it if
     /// the reserve is full) to make room.

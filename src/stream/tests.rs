@@ -337,42 +337,117 @@ fn critical_error_cools_down_sixty_minutes() {
         f.now,
     );
     assert!(!a.iter().any(|x| matches!(x, Action::Dial(_))));
-    // An inbound stream from it is closed without counting a new failure.
-    let (again, a) = f.up_peer(info.peer_id);
-    assert!(a.contains(&Action::Close {
-        stream: again.id,
-        reason: None
-    }));
 }
 
 #[test]
 fn second_failure_cools_down_five_minutes() {
     let mut f = Fixture::new(vec![]);
     let p = peer();
+    // The request manager reports a stream that stopped answering.
     let (a1, _) = f.up_peer(p);
-    f.sm.on_stream_down(
-        a1.id,
-        Some(&a1),
-        Some(p),
-        a1.addr,
-        &CloseReason::PeerClosed,
-        f.now,
-    );
+    f.sm.remove_stream(a1.id, RemovalReason::ConnectionFailure, f.now);
     assert_eq!(
         f.sm.cooling_until(&p, f.now),
         None,
         "first failure: no cooldown"
     );
     let (a2, _) = f.up_peer(p);
+    f.sm.remove_stream(a2.id, RemovalReason::ConnectionFailure, f.now);
+    assert_eq!(f.sm.cooling_until(&p, f.now), Some(f.now + 5 * MIN));
+}
+
+/// A peer whose process dies and restarts closes its streams (or they
+/// break) again and again: that is not a failure and never accumulates into
+/// a cooldown.
+#[test]
+fn a_peer_that_restarts_is_never_cooled_down_for_its_disconnects() {
+    let mut f = Fixture::new(vec![]);
+    let p = peer();
+    for i in 0..6 {
+        let (info, a) = f.up_peer(p);
+        assert_eq!(activated(&a), vec![info.id], "restart {i}: not taken back");
+        let reason = if i % 2 == 0 {
+            CloseReason::PeerClosed
+        } else {
+            CloseReason::Io("connection reset by peer".into())
+        };
+        f.sm.on_stream_down(info.id, Some(&info), Some(p), info.addr, &reason, f.now);
+        assert_eq!(f.sm.cooling_until(&p, f.now), None, "after restart {i}");
+        f.now += Duration::from_secs(5);
+    }
+}
+
+/// Cooldowns decide whom we dial and ask, not whom we serve (DESIGN.md
+/// §15): a peer that connects while cooling down keeps its stream, is not
+/// handed to the request manager, and joins the pools once the cooldown
+/// has ended.
+#[test]
+fn a_peer_in_cooldown_that_connects_is_served_and_joins_when_it_ends() {
+    let mut f = Fixture::new(vec![]);
+    let (info, _) = f.up();
+    f.sm.remove_stream(info.id, RemovalReason::CriticalError, f.now);
+    let until =
+        f.sm.cooling_until(&info.peer_id, f.now)
+            .expect("cooling down");
+    let (again, a) = f.up_peer(info.peer_id);
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, Action::Close { stream, .. } if *stream == again.id)),
+        "closed: {a:?}"
+    );
+    assert!(activated(&a).is_empty(), "asked while cooling down");
+    assert!(f.sm.is_serve_only(&info.peer_id));
+    assert_eq!(f.sm.status(f.now).serve_only, 1);
+    assert!(
+        f.sm.next_deadline() <= until,
+        "wakes up by the time it ends"
+    );
+    let a = f.advance(until - f.now);
+    assert_eq!(activated(&a), vec![again.id]);
+    assert!(!f.sm.is_serve_only(&info.peer_id));
+}
+
+#[test]
+fn a_newer_stream_dialled_by_the_same_side_replaces_the_older() {
+    let mut f = Fixture::new(vec![]);
+    let p = peer();
+    let (old, _) = f.up_peer(p);
+    let (new, a) = f.up_peer(p);
+    assert!(a.contains(&Action::Close {
+        stream: old.id,
+        reason: None
+    }));
+    assert!(a.contains(&Action::Activated(new.clone())));
+    assert_eq!(
+        f.sm.active().map(|i| i.id).collect::<Vec<_>>(),
+        vec![new.id]
+    );
+}
+
+/// The sync may prove a peer lied only after its stream went away (its
+/// hashes are shown false once the canonical blocks verify): the peer still
+/// pays.
+#[test]
+fn a_fault_proven_after_the_stream_is_gone_still_cools_the_peer_down() {
+    let mut f = Fixture::new(vec![]);
+    let (info, _) = f.up();
     f.sm.on_stream_down(
-        a2.id,
-        Some(&a2),
-        Some(p),
-        a2.addr,
+        info.id,
+        Some(&info),
+        Some(info.peer_id),
+        info.addr,
         &CloseReason::PeerClosed,
         f.now,
     );
-    assert_eq!(f.sm.cooling_until(&p, f.now), Some(f.now + 5 * MIN));
+    f.sm.penalize_peer(info.peer_id, RemovalReason::CriticalError, f.now);
+    assert_eq!(
+        f.sm.cooling_until(&info.peer_id, f.now),
+        Some(f.now + 60 * MIN)
+    );
+    assert_eq!(
+        f.sm.status(f.now).recent_removals,
+        vec![(info.peer_id, RemovalReason::CriticalError)]
+    );
 }
 
 #[test]
@@ -436,19 +511,6 @@ fn simultaneous_dials_keep_the_stream_dialled_by_the_lower_peer_id() {
         );
         assert!(a.contains(&Action::Activated(inbound.clone())));
     }
-    assert_eq!(f.sm.active_count(), 1);
-}
-
-#[test]
-fn duplicate_stream_to_a_connected_peer_is_closed() {
-    let mut f = Fixture::new(vec![]);
-    let p = peer();
-    f.up_peer(p);
-    let (dup, a) = f.up_peer(p);
-    assert!(a.contains(&Action::Close {
-        stream: dup.id,
-        reason: None
-    }));
     assert_eq!(f.sm.active_count(), 1);
 }
 
