@@ -19,9 +19,11 @@
 //! let blocks: Vec<_> = (0..20).map(|_| gen.next_block().unwrap()).collect();
 //! let chain = gen.chain_spec().clone();
 //! let keys0 = Arc::new(CommitteeKeys::new(0, &genesis.block.body.committee(), 0).unwrap());
-//! let errors = verify_segment(&chain, &genesis.block.header, &genesis.block.hash(),
-//!                             &blocks, SigPolicy::All, |e| (e == 0).then(|| keys0.clone()));
-//! assert!(errors.is_empty());
+//! let parent = (&genesis.block.header, &genesis.block.hash());
+//! let check = verify_segment(&chain, Some(parent), &blocks, SigPolicy::All,
+//!                            |e| (e == 0).then(|| keys0.clone()));
+//! assert!(check.is_valid());
+//! assert_eq!(check.sigs_checked.len(), 20);
 //! ```
 #![deny(missing_docs)]
 

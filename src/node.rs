@@ -40,7 +40,7 @@ use crate::host::{DiscoverySource, Host, HostConfig, HostHandle, HostStatus};
 use crate::net::NetError;
 use crate::store::{LmdbStaging, MemStaging, Staging, Store};
 use crate::stream::PeerAddr;
-use crate::sync::{Pipeline, SyncContext, SyncSettings, SyncStatus};
+use crate::sync::{Pipeline, SyncContext, SyncOutcome, SyncSettings, SyncStatus};
 
 /// What a node is started with.
 #[derive(Clone, Debug)]
@@ -97,6 +97,7 @@ pub struct Node {
     status: Arc<RwLock<SyncStatus>>,
     started: Instant,
     sync_done: crossbeam::channel::Receiver<()>,
+    outcome: Arc<parking_lot::Mutex<Option<SyncOutcome>>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -150,6 +151,7 @@ impl Node {
             ..SyncStatus::default()
         }));
         let (done_tx, sync_done) = bounded::<()>(1);
+        let outcome: Arc<parking_lot::Mutex<Option<SyncOutcome>>> = Arc::default();
         let sync = if cfg.config.sync.client {
             let settings = cfg
                 .sync
@@ -171,19 +173,32 @@ impl Node {
                 settings,
                 staging,
                 committees: Default::default(),
-                body_source: Default::default(),
+                prov: Default::default(),
+                claims: Default::default(),
+                claimed: Default::default(),
+                height_caps: Default::default(),
+                peers: Default::default(),
                 status: status.clone(),
                 stop: stop.clone(),
                 last_progress: Instant::now(),
                 prefetch: Default::default(),
             };
             let exit = cfg.exit_when_synced;
+            let slot = outcome.clone();
             Some(
                 std::thread::Builder::new()
                     .name("sync".into())
                     .spawn(move || {
-                        Pipeline::new(ctx).run(&triggers, exit);
-                        let _ = done_tx.send(());
+                        // Signals the end even if the pipeline panics.
+                        struct Done(crossbeam::channel::Sender<()>);
+                        impl Drop for Done {
+                            fn drop(&mut self) {
+                                let _ = self.0.send(());
+                            }
+                        }
+                        let _done = Done(done_tx);
+                        let end = Pipeline::new(ctx).run(&triggers, exit);
+                        *slot.lock() = Some(end);
                     })?,
             )
         } else {
@@ -197,6 +212,7 @@ impl Node {
             status,
             started: Instant::now(),
             sync_done,
+            outcome,
         })
     }
 
@@ -234,10 +250,26 @@ impl Node {
     }
 
     /// Waits for the sync thread to end (it ends once synced with
-    /// `exit_when_synced`, or on shutdown).
+    /// `exit_when_synced`, on shutdown, or if it fails).
     pub fn join_sync(&mut self) {
         if let Some(t) = self.sync.take() {
-            let _ = t.join();
+            if t.join().is_err() {
+                *self.outcome.lock() = Some(SyncOutcome::Failed("the sync thread panicked".into()));
+            }
+        }
+    }
+
+    /// How the sync ended: `None` while it runs, or without `Client`. A
+    /// sync thread that died is [`SyncOutcome::Failed`].
+    pub fn sync_outcome(&self) -> Option<SyncOutcome> {
+        if let Some(o) = self.outcome.lock().clone() {
+            return Some(o);
+        }
+        match &self.sync {
+            Some(t) if t.is_finished() => {
+                Some(SyncOutcome::Failed("the sync thread panicked".into()))
+            }
+            _ => None,
         }
     }
 
@@ -255,17 +287,17 @@ impl Node {
         self.started.elapsed()
     }
 
-    /// Stops the sync, then the host; joins every thread.
-    pub fn shutdown(mut self) {
+    /// Stops the sync, then the host; joins every thread. Returns how the
+    /// sync ended (`None` without `Client`).
+    pub fn shutdown(mut self) -> Option<SyncOutcome> {
         self.stop_all();
+        self.outcome.lock().clone()
     }
 
     fn stop_all(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.trigger.try_send(());
-        if let Some(t) = self.sync.take() {
-            let _ = t.join();
-        }
+        self.join_sync();
         self.host.shutdown();
     }
 }

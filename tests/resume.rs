@@ -46,6 +46,7 @@ fn spawn(datadir: &std::path::Path, boot: &str, status: SocketAddr) -> Child {
         .arg(datadir)
         .args(["--network", "localnet", "--boot", boot])
         .args(["--sync.downloader", "true", "--sync.init-peers", "1"])
+        .args(["--sync.min-peers", "1"])
         .args([
             "--sync.max-blocks-per-cycle",
             "64",

@@ -40,6 +40,7 @@ fn sync_with(staged: impl FnOnce(&mut StagedSyncConfig)) -> SyncStatus {
     staged(&mut config.sync.staged);
     let mut settings = SyncSettings::from_sync(&config.sync);
     settings.init_streams = 2;
+    settings.min_peers = 2;
     settings.init_wait = Duration::from_secs(10);
     let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
     cfg.boot = servers.iter().map(|(n, _)| n.peer_addr()).collect();

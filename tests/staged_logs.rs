@@ -66,6 +66,7 @@ fn run(buf: &Buf, staged: impl FnOnce(&mut StagedSyncConfig)) -> String {
     staged(&mut config.sync.staged);
     let mut settings = SyncSettings::from_sync(&config.sync);
     settings.init_streams = 1;
+    settings.min_peers = 1;
     settings.init_wait = Duration::from_secs(10);
     let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
     cfg.boot = vec![server.peer_addr()];

@@ -65,6 +65,9 @@ fn syncing_node(
     let mut settings = SyncSettings::from_sync(&config.sync);
     settings.init_streams = boot.len();
     settings.init_wait = Duration::from_secs(10);
+    // Any answering peer lets Heads decide (by majority); tests of the
+    // quorum itself set MinPeers.
+    settings.min_peers = 1;
     tune(&mut config, &mut settings);
     settings.staged = config.sync.staged.clone();
     let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));

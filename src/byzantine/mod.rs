@@ -110,7 +110,8 @@ impl std::fmt::Debug for ByzantineBackend {
 }
 
 impl ByzantineBackend {
-    /// Wraps `inner`.
+    /// Wraps `inner`. A `ForgedFork` peer forges its whole fork here (one
+    /// signature per block), so it answers as fast as an honest peer.
     pub fn new(inner: Arc<dyn ChainBackend>, behaviour: Behaviour) -> Self {
         let fork = (behaviour == Behaviour::ForgedFork)
             .then(|| {
@@ -124,12 +125,16 @@ impl ByzantineBackend {
                 ForgedFork::new(spec, at, size, 0xbad).ok().map(Mutex::new)
             })
             .flatten();
-        ByzantineBackend {
+        let b = ByzantineBackend {
             inner,
             behaviour,
             fork,
             broken_hashes: Mutex::default(),
+        };
+        if let Ok(head) = b.inner.head() {
+            let _ = b.forged(head.number);
         }
+        b
     }
 
     /// The forged block `n` of a `ForgedFork` peer (`None` below its

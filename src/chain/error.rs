@@ -42,12 +42,21 @@ pub enum VerifyError {
         /// Hex of the hash expected.
         expected: String,
     },
-    /// The header does not link to its parent.
+    /// The header does not link to its parent: parent hash, or a timestamp
+    /// before the parent's (either of the two blocks may be the bad one).
     #[error("block {number}: {reason}")]
     BadLink {
-        /// Block number.
+        /// Block number (the child).
         number: u64,
         /// Which link rule failed.
+        reason: String,
+    },
+    /// The header is invalid on its own: number, epoch or shard.
+    #[error("block {number}: {reason}")]
+    BadHeader {
+        /// Block number (its position in the chain).
+        number: u64,
+        /// Which rule failed.
         reason: String,
     },
     /// The body does not match the header's tx root.
@@ -136,6 +145,7 @@ impl VerifyError {
         match self {
             VerifyError::HashMismatch { number, .. }
             | VerifyError::BadLink { number, .. }
+            | VerifyError::BadHeader { number, .. }
             | VerifyError::TxRootMismatch { number }
             | VerifyError::BadHandOver { number, .. }
             | VerifyError::CommitteeMismatch { number, .. }

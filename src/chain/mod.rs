@@ -8,9 +8,11 @@
 //!   parallel batch verification of commit signatures.
 //! - [`generator`]: deterministic chain generation from a seed.
 //! - [`backend`]: the [`ChainBackend`] trait the sync engine is generic over.
+//! - [`audit`]: re-checks a stored chain's root of trust (hand-overs, head).
 //!
 //! Pure logic: nothing here touches the disk or the network.
 
+pub mod audit;
 pub mod backend;
 pub mod error;
 pub mod generator;

@@ -154,8 +154,32 @@ pub fn sig_job(
     })
 }
 
-/// Checks that `child` extends `parent` (whose hash is `parent_hash`): parent
-/// hash, number, epoch, shard, and non-decreasing timestamp.
+/// Checks what a header must satisfy on its own: its epoch follows from its
+/// number, and it belongs to this shard ([`VerifyError::BadHeader`]).
+pub fn verify_header(spec: &ChainSpec, h: &Header) -> Result<(), VerifyError> {
+    let bad = |reason: String| VerifyError::BadHeader {
+        number: h.number,
+        reason,
+    };
+    if h.epoch != spec.epoch_of(h.number) {
+        return Err(bad(format!(
+            "epoch {} should be {}",
+            h.epoch,
+            spec.epoch_of(h.number)
+        )));
+    }
+    if h.shard_id != spec.shard_id {
+        return Err(bad(format!(
+            "shard {} should be {}",
+            h.shard_id, spec.shard_id
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `child` extends `parent` (whose hash is `parent_hash`):
+/// number ([`VerifyError::BadHeader`]), parent hash and non-decreasing
+/// timestamp ([`VerifyError::BadLink`]), and [`verify_header`].
 pub fn verify_link(
     spec: &ChainSpec,
     parent: &Header,
@@ -163,32 +187,23 @@ pub fn verify_link(
     child: &Header,
 ) -> Result<(), VerifyError> {
     let number = child.number;
-    let bad = |reason: String| VerifyError::BadLink { number, reason };
+    if Some(child.number) != parent.number.checked_add(1) {
+        return Err(VerifyError::BadHeader {
+            number,
+            reason: format!("number follows parent {}", parent.number),
+        });
+    }
+    verify_header(spec, child)?;
+    let link = |reason: String| VerifyError::BadLink { number, reason };
     if child.parent_hash != *parent_hash {
-        return Err(bad(format!(
+        return Err(link(format!(
             "parent hash {} is not {}",
             to_hex(&child.parent_hash),
             to_hex(parent_hash)
         )));
     }
-    if Some(child.number) != parent.number.checked_add(1) {
-        return Err(bad(format!("number follows parent {}", parent.number)));
-    }
-    if child.epoch != spec.epoch_of(child.number) {
-        return Err(bad(format!(
-            "epoch {} should be {}",
-            child.epoch,
-            spec.epoch_of(number)
-        )));
-    }
-    if child.shard_id != spec.shard_id {
-        return Err(bad(format!(
-            "shard {} should be {}",
-            child.shard_id, spec.shard_id
-        )));
-    }
     if child.timestamp < parent.timestamp {
-        return Err(bad("timestamp before parent's".into()));
+        return Err(link("timestamp before parent's".into()));
     }
     Ok(())
 }
@@ -292,8 +307,9 @@ pub fn verify_segment(
     for b in blocks {
         let h = &b.block.header;
         let structural = (|| {
-            if let Some((ph, phash)) = prev {
-                verify_link(spec, ph, &phash, h)?;
+            match prev {
+                Some((ph, phash)) => verify_link(spec, ph, &phash, h)?,
+                None => verify_header(spec, h)?,
             }
             if let Some(c) = verify_body(spec, &b.block)? {
                 // Genesis names the committee of its own epoch 0.

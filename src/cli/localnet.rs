@@ -37,9 +37,14 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     peers: usize,
     /// How many of the peers serve corrupted data (wrong bodies, bad
-    /// signatures, lying heights, garbage, silence, in turn).
+    /// signatures, lying heights, garbage, silence, forged fork, fake
+    /// hashes, broken links, in turn).
     #[arg(long, default_value_t = 0)]
     byzantine: usize,
+    /// Behaviours of the byzantine peers instead, comma-separated (e.g.
+    /// `forged-fork` or `fake-hashes,broken-links`); one peer each.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    behaviours: Vec<Behaviour>,
     /// User-space delay on every link, milliseconds (each direction).
     #[arg(long, default_value_t = 0)]
     latency: u64,
@@ -134,7 +139,22 @@ fn isolated_verify_rate(store: &Store) -> Result<f64, CliError> {
     Ok(best)
 }
 
-pub fn run(a: Args) -> Result<(), CliError> {
+pub fn run(mut a: Args) -> Result<(), CliError> {
+    if !a.behaviours.is_empty() {
+        if a.byzantine != 0 && a.byzantine != a.behaviours.len() {
+            return Err(format!(
+                "--byzantine {} but --behaviours names {}",
+                a.byzantine,
+                a.behaviours.len()
+            )
+            .into());
+        }
+        a.byzantine = a.behaviours.len();
+    } else {
+        a.behaviours = (0..a.byzantine)
+            .map(|i| Behaviour::ALL[i % Behaviour::ALL.len()])
+            .collect();
+    }
     if a.peers == 0 || a.byzantine >= a.peers {
         return Err(format!(
             "--byzantine {} needs at least one honest peer of --peers {}",
@@ -216,8 +236,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
     let mut peers: Vec<Node> = Vec::new();
     let mut boot = None;
     for i in 0..a.peers {
-        let byz = (i >= a.peers - a.byzantine)
-            .then(|| Behaviour::ALL[(i - (a.peers - a.byzantine)) % Behaviour::ALL.len()]);
+        let byz = (i >= a.peers - a.byzantine).then(|| a.behaviours[i - (a.peers - a.byzantine)]);
         let backend: Arc<dyn ChainBackend> = match byz {
             Some(b) => Arc::new(ByzantineBackend::new(source.clone(), b)),
             None => source.clone(),
@@ -245,6 +264,13 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
     let boot = boot.ok_or("no boot peer")?;
 
     // 3. The syncing node, a child process (its own memory, its own report).
+    // Heads needs MinPeers answering peers; the byzantine ones end up
+    // removed, so no more than the honest ones.
+    let min_peers = Config::for_network(Network::Localnet)
+        .sync
+        .min_peers
+        .min(a.peers - a.byzantine)
+        .max(1);
     let status_addr = match a.metrics {
         Some(m) => m,
         None => free_port()?,
@@ -262,6 +288,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         ])
         .args(["--sync.downloader", "true"])
         .args(["--sync.init-peers", &a.peers.to_string()])
+        .args(["--sync.min-peers", &min_peers.to_string()])
         .args(["--sync.verify-all-sig", &a.verify_all_sig.to_string()])
         .args(["--metrics", &status_addr.to_string()])
         .args(["--genesis-seed", &a.seed.to_string()])
@@ -325,6 +352,8 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         "head_match": head_match,
         "peers": a.peers,
         "byzantine": a.byzantine,
+        "behaviours": a.behaviours.iter().map(|b| b.name()).collect::<Vec<_>>(),
+        "unwinds": r["unwinds"],
         "streams_used": r["streams_used"],
         "streams_removed": r["streams_removed"],
         "sigs_verified": r["sigs_verified"],

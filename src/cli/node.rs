@@ -15,6 +15,7 @@ use streamsync::net::{from_multiaddr, to_multiaddr};
 use streamsync::node::{Node, NodeConfig, NodeStatus};
 use streamsync::store::{Store, StoreOptions};
 use streamsync::stream::PeerAddr;
+use streamsync::sync::SyncOutcome;
 use streamsync::wire::ProtocolId;
 
 use super::{parse_network, peak_rss_mb, CliError, DataDir};
@@ -97,6 +98,9 @@ pub struct SyncFlags {
     /// `InitStreams`.
     #[arg(long = "sync.init-peers")]
     pub init_peers: Option<usize>,
+    /// `HeadsVotesPerIP` (0 = no cap).
+    #[arg(long = "sync.heads-votes-per-ip")]
+    pub heads_votes_per_ip: Option<usize>,
     /// `MaxAdvertiseWaitTime`, minutes.
     #[arg(long = "sync.max-advertise-wait-time")]
     pub max_advertise_wait_time: Option<u64>,
@@ -146,6 +150,7 @@ impl SyncFlags {
         set!(
             enabled => enabled, downloader => client, concurrency => concurrency,
             min_peers => min_peers, init_peers => init_streams,
+            heads_votes_per_ip => heads_votes_per_ip,
             max_advertise_wait_time => max_advertise_wait_time,
             soft_low_cap => disc_soft_low_cap, hard_low_cap => disc_hard_low_cap,
             hi_cap => disc_high_cap, disc_batch => disc_batch,
@@ -181,6 +186,9 @@ pub fn status_json(s: &NodeStatus) -> serde_json::Value {
         "bytes_synced": s.sync.bytes_synced,
         "sigs_verified": s.sync.sigs_verified,
         "invalid_blocks": s.sync.invalid_blocks,
+        "unwinds": s.sync.unwinds,
+        "liars_proven": s.sync.liars_proven,
+        "streams_serve_only": s.host.serve_only,
         "cycles": s.sync.cycles,
         "last_error": s.sync.last_error,
         "streams_active": s.host.active,
@@ -262,6 +270,11 @@ pub fn run(a: Args) -> Result<(), CliError> {
         Some(_) => Some(streamsync::metrics::install_global(&topic)?),
         None => None,
     };
+    // Handlers first: a signal at any point after "listening" stops cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
     let started = Instant::now();
     let start_head = store.head()?.number;
     let node = Arc::new(Node::start(
@@ -289,14 +302,12 @@ pub fn run(a: Args) -> Result<(), CliError> {
         }
         _ => None,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
     let client = cfg.sync.client;
-    while !stop.load(Ordering::Relaxed)
-        && !(a.exit_when_synced && (!client || node.sync_finished()))
-    {
+    // Until a signal, or the sync thread ends (synced with
+    // --exit-when-synced, or failed); a server-only node asked to exit
+    // when synced has nothing to wait for.
+    let done = || (client && node.sync_finished()) || (a.exit_when_synced && !client);
+    while !stop.load(Ordering::Relaxed) && !done() {
         std::thread::park_timeout(Duration::from_millis(100));
     }
     let status = node.status();
@@ -304,8 +315,24 @@ pub fn run(a: Args) -> Result<(), CliError> {
         m.shutdown();
     }
     drop(metrics_server);
-    if let Ok(n) = Arc::try_unwrap(node) {
-        n.shutdown();
+    let outcome = match Arc::try_unwrap(node) {
+        Ok(n) => n.shutdown(),
+        Err(n) => n.sync_outcome(),
+    };
+    match outcome {
+        Some(SyncOutcome::Failed(why)) => return Err(format!("sync failed: {why}").into()),
+        Some(SyncOutcome::Stopped { head, target }) if a.exit_when_synced => {
+            return Err(format!(
+                "stopped before synced: head {head}, target {}",
+                if target > 0 {
+                    target.to_string()
+                } else {
+                    "not decided yet".into()
+                }
+            )
+            .into())
+        }
+        _ => {}
     }
     if a.exit_when_synced {
         let head = store.head()?;
@@ -320,6 +347,8 @@ pub fn run(a: Args) -> Result<(), CliError> {
             "mb_per_sec": status.sync.bytes_synced as f64 / 1e6 / secs.max(1e-9),
             "sigs_verified": status.sync.sigs_verified,
             "invalid_blocks": status.sync.invalid_blocks,
+            "unwinds": status.sync.unwinds,
+            "liars_proven": status.sync.liars_proven,
             "streams_used": status.host.streams_used,
             "streams_removed": status.host.streams_removed,
             "peak_rss_mb": peak_rss_mb(),

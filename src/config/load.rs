@@ -149,6 +149,7 @@ fn apply_sync(s: &mut SyncConfig, t: &Table) -> Result<(), ConfigError> {
             "Concurrency" => s.concurrency = get_usize(key, v, 1, 1024)?,
             "MinPeers" => s.min_peers = get_usize(key, v, 1, MAX_STREAMS)?,
             "InitStreams" => s.init_streams = get_usize(key, v, 1, MAX_STREAMS)?,
+            "HeadsVotesPerIP" => s.heads_votes_per_ip = get_usize(key, v, 0, MAX_STREAMS)?,
             "MaxAdvertiseWaitTime" => s.max_advertise_wait_time = get_u64(key, v, 1, 24 * 60)?,
             "DiscSoftLowCap" => s.disc_soft_low_cap = get_usize(key, v, 1, MAX_STREAMS)?,
             "DiscHardLowCap" => s.disc_hard_low_cap = get_usize(key, v, 1, MAX_STREAMS)?,

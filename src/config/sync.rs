@@ -37,6 +37,11 @@ pub struct SyncConfig {
     pub min_peers: usize,
     /// `InitStreams`: streams required for the initial bootstrap.
     pub init_streams: usize,
+    /// `HeadsVotesPerIP` (this engine's, not the guide's): most Heads votes
+    /// counted from one IP address, so one host's sybil identities count
+    /// once; 0 = no cap. Default 1; the localnet preset turns it off, since
+    /// every peer there is 127.0.0.1.
+    pub heads_votes_per_ip: usize,
     /// `MaxAdvertiseWaitTime`, minutes: longest gap between advertisements.
     pub max_advertise_wait_time: u64,
     /// `DiscSoftLowCap`: below this, the routine check discovers.
@@ -121,6 +126,7 @@ impl SyncConfig {
             concurrency: d.concurrency,
             min_peers: d.min_peers,
             init_streams: d.init_streams,
+            heads_votes_per_ip: if network == Network::Localnet { 0 } else { 1 },
             max_advertise_wait_time: d.max_advertise_wait_time,
             disc_soft_low_cap: d.disc_soft_low_cap,
             disc_hard_low_cap: d.disc_hard_low_cap,
@@ -170,6 +176,7 @@ impl Config {
             ("Concurrency", s.concurrency.to_string()),
             ("MinPeers", s.min_peers.to_string()),
             ("InitStreams", s.init_streams.to_string()),
+            ("HeadsVotesPerIP", s.heads_votes_per_ip.to_string()),
             (
                 "MaxAdvertiseWaitTime",
                 s.max_advertise_wait_time.to_string(),

@@ -6,9 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use libp2p_identity::PeerId;
 use parking_lot::RwLock;
 use serde::Serialize;
 
+use super::blame::{Fault, Provenance};
+use super::claims::Claims;
 use super::error::StageError;
 use super::settings::SyncSettings;
 use super::stage_id::StageId;
@@ -18,7 +21,6 @@ use crate::host::HostHandle;
 use crate::net::{StreamId, StreamInfo};
 use crate::request::{Priority, RequestOptions};
 use crate::store::Staging;
-use crate::stream::RemovalReason;
 use crate::wire::{Request, Response};
 
 /// Outcome of one request: the response and the stream that sent it.
@@ -57,6 +59,11 @@ pub struct SyncStatus {
     pub prefetched_used: u64,
     /// Where staging lives: "memory" (`UseMemDB`) or "lmdb".
     pub staging: &'static str,
+    /// Times the node found its own chain on an invalid branch and unwound.
+    pub unwinds: u64,
+    /// Peers proven, once the canonical blocks were committed, to have
+    /// claimed false hashes.
+    pub liars_proven: u64,
     /// The last error a cycle ended with.
     pub last_error: Option<String>,
 }
@@ -73,8 +80,20 @@ pub struct SyncContext {
     pub staging: Box<dyn Staging>,
     /// Validated committees by epoch.
     pub committees: HashMap<u64, Arc<CommitteeKeys>>,
-    /// Which stream sent each staged block.
-    pub body_source: HashMap<u64, StreamId>,
+    /// Which streams claimed the hash and served the body of each staged
+    /// block (what blame needs).
+    pub prov: Provenance,
+    /// Hash claims awaiting proof (see [`Claims`]).
+    pub claims: Claims,
+    /// The height each stream claimed at the last Heads.
+    pub claimed: HashMap<StreamId, u64>,
+    /// Streams that failed to serve hashes below their claimed height: the
+    /// highest block each has shown it can serve. Heads counts their votes
+    /// at most that high.
+    pub height_caps: HashMap<StreamId, u64>,
+    /// The peer behind each stream seen (so a fault proven after a stream
+    /// is gone still reaches its peer).
+    pub peers: HashMap<StreamId, PeerId>,
     /// Status for readers.
     pub status: Arc<RwLock<SyncStatus>>,
     /// Set to stop.
@@ -94,9 +113,20 @@ impl std::fmt::Debug for SyncContext {
 }
 
 impl SyncContext {
-    /// The active streams now.
-    pub fn streams(&self) -> Vec<StreamInfo> {
-        self.host.status().streams
+    /// The active streams now (also remembers who is behind each).
+    pub fn streams(&mut self) -> Vec<StreamInfo> {
+        let streams = self.host.status().streams;
+        // Bounded: forget streams that are gone, keep the current ones.
+        if self.peers.len() > 4 * streams.len() + 1024 {
+            self.peers.clear();
+        }
+        for s in &streams {
+            self.peers.insert(s.id, s.peer_id);
+        }
+        let live: std::collections::HashSet<StreamId> = streams.iter().map(|s| s.id).collect();
+        self.height_caps.retain(|s, _| live.contains(s));
+        self.claimed.retain(|s, _| live.contains(s));
+        streams
     }
 
     /// Fails with `Shutdown` when asked to stop, `Stalled` when the watchdog
@@ -143,11 +173,37 @@ impl SyncContext {
             .collect()
     }
 
-    /// Removes a stream that sent provably invalid data (critical) or a
-    /// useless answer (not critical).
-    pub fn blame(&self, stream: StreamId, reason: RemovalReason, why: &str) {
+    /// Makes `stream`'s peer pay for `fault` (see [`Fault::removal`]),
+    /// even if the stream is gone. The one place the sync blames.
+    pub fn blame(&self, stream: StreamId, fault: Fault, why: &str) {
+        let Some(reason) = fault.removal() else {
+            return;
+        };
         tracing::warn!(stream, reason = reason.label(), why, "blaming stream");
-        self.host.remove_stream(stream, reason);
+        match self.peers.get(&stream) {
+            Some(peer) => self.host.penalize_peer(*peer, reason),
+            None => self.host.remove_stream(stream, reason),
+        }
+    }
+
+    /// Makes `peer` pay for `fault` (its stream may be long gone).
+    pub fn blame_peer(&self, peer: PeerId, fault: Fault, why: &str) {
+        if let Some(reason) = fault.removal() {
+            tracing::warn!(%peer, reason = reason.label(), why, "blaming peer");
+            self.host.penalize_peer(peer, reason);
+        }
+    }
+
+    /// Waits `d`, or less if asked to stop (a retry's back-off).
+    pub fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while !self.stop.load(Ordering::Relaxed) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            std::thread::park_timeout(left.min(Duration::from_millis(50)));
+        }
     }
 
     /// The validated keys of `epoch`'s committee, from the cache or the chain.
@@ -167,7 +223,7 @@ impl SyncContext {
     }
 
     /// Waits up to `d` (or until stopped) for the host to have `n` streams.
-    pub fn wait_for_streams(&self, n: usize, d: Duration) -> usize {
+    pub fn wait_for_streams(&mut self, n: usize, d: Duration) -> usize {
         let deadline = Instant::now() + d;
         loop {
             let have = self.streams().len();

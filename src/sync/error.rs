@@ -27,6 +27,18 @@ pub enum StageError {
         /// What is wrong.
         error: VerifyError,
     },
+    /// No stream can serve the blocks of some staged hashes from `from` on
+    /// (their sources were blamed): staging is dropped and the cycle
+    /// restarts with fresh hashes.
+    #[error("no stream can serve the staged hashes from block {from}")]
+    Unservable {
+        /// The lowest block given up on.
+        from: u64,
+    },
+    /// The node's own chain is on an invalid branch and cannot be unwound
+    /// (e.g. no account changes were recorded for its blocks).
+    #[error("the chain is on an invalid branch and cannot be unwound: {0}")]
+    CannotUnwind(String),
     /// The local chain store failed: blame nobody.
     #[error("local storage: {0}")]
     Local(#[from] BackendError),

@@ -8,7 +8,7 @@ pub fn run(ctx: &mut SyncContext) -> Result<(), StageError> {
     ctx.staging
         .clear()
         .map_err(|e| StageError::Local(e.into()))?;
-    ctx.body_source.clear();
+    ctx.prov.clear();
     let head = ctx.backend.head()?.number;
     super::turbo::prune(ctx, head);
     let mut s = ctx.status.write();

@@ -11,8 +11,10 @@
 //! epoch verify in parallel). A stream is blamed critically only for data
 //! that fails those checks; timeouts and short answers only retry.
 
+pub mod blame;
 pub mod block_bodies;
 pub mod block_hashes;
+pub mod claims;
 pub mod context;
 pub mod error;
 pub mod finish;
@@ -28,7 +30,7 @@ pub mod turbo;
 
 pub use context::{SyncContext, SyncStatus};
 pub use error::StageError;
-pub use pipeline::{CycleOutcome, Pipeline};
+pub use pipeline::{CycleOutcome, Pipeline, SyncOutcome};
 pub use settings::SyncSettings;
 pub use stage::{Cycle, ExecOutput, Stage};
 pub use stage_id::StageId;

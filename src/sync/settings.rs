@@ -13,8 +13,11 @@ pub struct SyncSettings {
     pub staged: StagedSyncConfig,
     /// `Concurrency`: download batches in flight.
     pub concurrency: usize,
-    /// `MinPeers`: streams needed to start a cycle.
+    /// `MinPeers`: distinct peers whose heights Heads needs to decide a
+    /// target (and "synced").
     pub min_peers: usize,
+    /// `HeadsVotesPerIP`: most Heads votes counted per IP (0 = no cap).
+    pub heads_votes_per_ip: usize,
     /// `InitStreams`: streams waited for before the first cycle (at most
     /// `init_wait`).
     pub init_streams: usize,
@@ -45,6 +48,7 @@ impl SyncSettings {
             staged: s.staged.clone(),
             concurrency: s.concurrency,
             min_peers: s.min_peers,
+            heads_votes_per_ip: s.heads_votes_per_ip,
             init_streams: s.init_streams,
             init_wait: Duration::from_secs(10),
             short_range_threshold: 16,

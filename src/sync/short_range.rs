@@ -1,20 +1,20 @@
 //! ShortRange: near the tip, ask several streams for the few missing hashes,
 //! keep the longest prefix a majority agrees on, fetch those blocks by hash,
-//! verify every signature and insert. Also what a consensus trigger runs.
+//! verify every signature and insert (through States' verify-and-insert, so
+//! blame is decided the same way). Also what a consensus trigger runs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
+use super::blame::Fault;
 use super::context::SyncContext;
 use super::error::StageError;
 use super::stage_id::StageId;
-use crate::chain::backend::InsertBatch;
-use crate::chain::verify::{verify_segment, CommitteeKeys, SigPolicy};
-use crate::chain::{BackendError, BlockWithSig};
+use super::states::verify_and_insert;
+use crate::chain::verify::SigPolicy;
+use crate::chain::BlockWithSig;
 use crate::crypto::B256;
 use crate::metrics::names;
 use crate::request::{Priority, RequestOptions};
-use crate::stream::RemovalReason;
 use crate::wire::limits::MAX_BLOCKS_PER_REQUEST;
 use crate::wire::{Request, Response};
 
@@ -92,11 +92,14 @@ pub fn run(ctx: &mut SyncContext, target: u64) -> Result<u64, StageError> {
             break;
         };
         match BlockWithSig::from_bytes(bytes) {
-            Ok(b) if b.block.hash() == *want => blocks.push(b),
+            Ok(b) if b.block.hash() == *want => {
+                ctx.prov.body_from(b.block.number(), stream);
+                blocks.push(b);
+            }
             _ => {
                 ctx.blame(
                     stream,
-                    RemovalReason::CriticalError,
+                    Fault::ProvenInvalid,
                     "short-range block does not match its hash",
                 );
                 return Ok(0);
@@ -107,37 +110,16 @@ pub fn run(ctx: &mut SyncContext, target: u64) -> Result<u64, StageError> {
         return Ok(0);
     }
     let spec = ctx.backend.chain_spec().clone();
-    let parent = ctx
-        .backend
-        .header_by_number(head.number)?
-        .ok_or_else(|| StageError::Local(BackendError::Storage("head header missing".into())))?;
     let last = blocks.last().map_or(head.number, |b| b.block.number());
-    let mut committees: HashMap<u64, Arc<CommitteeKeys>> = HashMap::new();
-    for e in spec.epoch_of(head.number)..=spec.epoch_of(last) {
-        if let Some(k) = ctx.committee(e) {
-            committees.insert(e, k);
-        }
-    }
-    let check = verify_segment(
-        &spec,
-        Some((&parent, &head.hash)),
-        &blocks,
-        SigPolicy::All,
-        |e| committees.get(&e).cloned(),
-    );
-    ctx.status.write().sigs_verified += check.sigs_checked.len() as u64;
-    if let Some(e) = check.errors.first() {
-        if e.is_proof_of_invalid_data() {
-            ctx.blame(stream, RemovalReason::CriticalError, &e.to_string());
-        }
-        return Ok(0);
-    }
     let count = blocks.len() as u64;
     let bytes: u64 = blocks.iter().map(|b| b.to_bytes().len() as u64).sum();
-    ctx.backend.insert_verified_batch(&InsertBatch {
-        blocks,
-        progress: vec![(StageId::ShortRange, last), (StageId::States, last)],
-    })?;
+    let progress = vec![(StageId::ShortRange, last), (StageId::States, last)];
+    match verify_and_insert(ctx, &spec, blocks, SigPolicy::All, progress) {
+        Ok(_) => {}
+        // The culprits were blamed; the next cycle tries again.
+        Err(StageError::Invalid { .. }) => return Ok(0),
+        Err(e) => return Err(e),
+    }
     metrics::histogram!(names::NUM_BLOCKS_INSERTED_SHORT_RANGE).record(count as f64);
     {
         let mut s = ctx.status.write();

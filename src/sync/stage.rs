@@ -46,7 +46,7 @@ pub trait Stage: Send {
         ctx.staging
             .clear()
             .map_err(|e| StageError::Local(e.into()))?;
-        ctx.body_source.clear();
+        ctx.prov.clear();
         Ok(())
     }
 }
@@ -123,7 +123,12 @@ impl Stage for BlockHashes {
         ctx: &mut SyncContext,
         cycle: &mut Cycle,
     ) -> Result<ExecOutput, StageError> {
-        block_hashes::run(ctx, cycle.from, cycle.to)?;
+        // Bounded to what some stream can serve (a height claim nobody can
+        // serve does not hold the cycle).
+        cycle.to = block_hashes::run(ctx, cycle.from, cycle.to)?;
+        if cycle.to < cycle.from {
+            return Ok(ExecOutput::SkipToFinish);
+        }
         Ok(ExecOutput::Continue)
     }
 }

@@ -1,33 +1,29 @@
 //! States: staged blocks in order, in batches of `InsertChainBatchSize` (one
 //! batch for cycles up to `MaxMemSyncCycleSize`): parent links and commit
 //! signatures verified in parallel on rayon (every block with
-//! `VerifyAllSig`, else the last of every `VerifyHeaderBatchSize` and the
-//! batch's last), then executed and committed atomically with the stage
-//! progress. A provably invalid block gets its senders removed and the cycle
-//! re-downloads from it.
+//! `VerifyAllSig`, else the sample `chain::verify::sampled` chooses, which
+//! always covers every block of the batch through the hash chain), then
+//! executed and committed atomically with the stage progress. Nothing of a
+//! batch is committed unless all of it is covered by a verified signature.
+//!
+//! A failure is judged in one place (`blame`): the streams proven to have
+//! sent invalid data are removed, staging is dropped and the cycle
+//! re-downloads from the head. A commit settles the pending hash claims
+//! (`claims`): peers whose claims the committed blocks contradict are
+//! proven liars.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::blame::{judge, resolve_break, Fault, Verdict};
 use super::context::SyncContext;
 use super::error::StageError;
 use super::stage_id::StageId;
 use crate::chain::backend::InsertBatch;
 use crate::chain::verify::{verify_segment, CommitteeKeys, SigPolicy};
-use crate::chain::{BackendError, BlockWithSig, VerifyError};
+use crate::chain::{BackendError, BlockWithSig, ChainSpec, VerifyError};
 use crate::metrics::names;
-use crate::stream::RemovalReason;
-
-/// How many blocks of a segment of `len` a policy verifies.
-pub fn selected(policy: SigPolicy, len: usize) -> usize {
-    match policy {
-        SigPolicy::All => len,
-        SigPolicy::EveryNth(n) => (0..len)
-            .filter(|i| i + 1 == len || (i + 1) % n.max(1) == 0)
-            .count(),
-    }
-}
 
 /// Verifies and inserts the staged blocks `from..=to`.
 pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> {
@@ -54,47 +50,24 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
                 None => return Err(StageError::Stalled(ctx.last_progress.elapsed())),
             }
         }
-        let head = ctx.backend.head()?;
-        let parent = ctx.backend.header_by_number(head.number)?.ok_or_else(|| {
-            StageError::Local(BackendError::Storage("head header missing".into()))
-        })?;
-        // Committees of every epoch the batch spans (cache, chain, SyncEpoch).
-        let mut committees: HashMap<u64, Arc<CommitteeKeys>> = HashMap::new();
-        for e in spec.epoch_of(n)..=spec.epoch_of(end) {
-            if let Some(k) = ctx.committee(e) {
-                committees.insert(e, k);
-            }
-        }
         let started = Instant::now();
-        let check = verify_segment(&spec, Some((&parent, &head.hash)), &blocks, policy, |e| {
-            committees.get(&e).cloned()
-        });
-        ctx.status.write().sigs_verified += check.sigs_checked.len() as u64;
-        if let Some(err) = check.errors.into_iter().next() {
-            return Err(reject(ctx, err));
-        }
-        let bytes: u64 = blocks.iter().map(|b| b.to_bytes().len() as u64).sum();
         let count = blocks.len() as u64;
-        let batch_insert = InsertBatch {
+        let bytes: u64 = blocks.iter().map(|b| b.to_bytes().len() as u64).sum();
+        let committed = verify_and_insert(
+            ctx,
+            &spec,
             blocks,
-            progress: vec![
+            policy,
+            vec![
                 (StageId::BlockHashes, end),
                 (StageId::BlockBodies, end),
                 (StageId::States, end),
             ],
-        };
-        match ctx.backend.insert_verified_batch(&batch_insert) {
-            Ok(_) => {}
-            Err(BackendError::Invalid(err)) => return Err(reject(ctx, err)),
-            Err(e) => {
-                metrics::counter!(names::NUM_BLOCKS_FAILED_LONG_RANGE).increment(count);
-                return Err(StageError::Local(e));
-            }
-        }
+        )?;
         metrics::counter!(names::NUM_BLOCKS_SYNCED_LONG_RANGE).increment(count);
         {
             let mut s = ctx.status.write();
-            s.head = end;
+            s.head = committed;
             s.blocks_synced += count;
             s.bytes_synced += bytes;
             s.insert_batches += 1;
@@ -114,34 +87,131 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
     Ok(())
 }
 
-/// Blames whoever sent the invalid block and returns the stage error.
-fn reject(ctx: &mut SyncContext, err: VerifyError) -> StageError {
-    let n = err.block_number();
+/// Verifies `blocks` (extending the head) with `policy` and, if valid,
+/// executes and commits them with `progress` in one transaction, then
+/// settles the hash claims they prove. Returns the new head number. On a
+/// failure, blames who is proven at fault (see [`reject`]). Shared by
+/// States and ShortRange.
+pub fn verify_and_insert(
+    ctx: &mut SyncContext,
+    spec: &ChainSpec,
+    blocks: Vec<BlockWithSig>,
+    policy: SigPolicy,
+    progress: Vec<(StageId, u64)>,
+) -> Result<u64, StageError> {
+    let head = ctx.backend.head()?;
+    let parent = ctx
+        .backend
+        .header_by_number(head.number)?
+        .ok_or_else(|| StageError::Local(BackendError::Storage("head header missing".into())))?;
+    let (Some(first), Some(last)) = (
+        blocks.first().map(|b| b.block.number()),
+        blocks.last().map(|b| b.block.number()),
+    ) else {
+        return Ok(head.number);
+    };
+    // Committees of every epoch the batch spans (cache, chain, SyncEpoch).
+    let mut committees: HashMap<u64, Arc<CommitteeKeys>> = HashMap::new();
+    for e in spec.epoch_of(first)..=spec.epoch_of(last) {
+        if let Some(k) = ctx.committee(e) {
+            committees.insert(e, k);
+        }
+    }
+    let known = |e: u64| committees.get(&e).cloned();
+    let check = verify_segment(spec, Some((&parent, &head.hash)), &blocks, policy, known);
+    ctx.status.write().sigs_verified += check.sigs_checked.len() as u64;
+    if let Some(err) = check.errors.into_iter().next() {
+        return Err(reject(ctx, spec, &blocks, err, policy, &committees));
+    }
+    let hashes: Vec<(u64, crate::crypto::B256)> = blocks
+        .iter()
+        .map(|b| (b.block.number(), b.block.hash()))
+        .collect();
+    let count = blocks.len() as u64;
+    match ctx
+        .backend
+        .insert_verified_batch(&InsertBatch { blocks, progress })
+    {
+        Ok(_) => {}
+        Err(BackendError::Invalid(err)) => {
+            metrics::counter!(names::NUM_BLOCKS_FAILED_LONG_RANGE).increment(count);
+            // Covered by verified signatures, so canonical: if it does not
+            // execute here, the node's own state is what is wrong.
+            tracing::error!(error = %err, "a verified block does not execute on the local state");
+            return Err(StageError::Local(BackendError::Invalid(err)));
+        }
+        Err(e) => {
+            metrics::counter!(names::NUM_BLOCKS_FAILED_LONG_RANGE).increment(count);
+            return Err(StageError::Local(e));
+        }
+    }
+    ctx.prov.prune_to(last);
+    for peer in ctx.claims.settle(&hashes) {
+        ctx.status.write().liars_proven += 1;
+        ctx.blame_peer(
+            peer,
+            Fault::ProvenInvalid,
+            "its block hashes contradict the verified chain",
+        );
+    }
+    Ok(last)
+}
+
+/// Blames whoever is proven to have sent invalid data for `err` (found in
+/// `blocks`), drops staging, and returns the stage error.
+fn reject(
+    ctx: &mut SyncContext,
+    spec: &ChainSpec,
+    blocks: &[BlockWithSig],
+    err: VerifyError,
+    policy: SigPolicy,
+    committees: &HashMap<u64, Arc<CommitteeKeys>>,
+) -> StageError {
+    let first = blocks.first().map_or(0, |b| b.block.number());
+    let last = blocks.last().map_or(0, |b| b.block.number());
     metrics::counter!(names::NUM_BLOCKS_FAILED_LONG_RANGE).increment(1);
-    ctx.status.write().invalid_blocks += 1;
-    if err.is_proof_of_invalid_data() {
-        let reason = match err {
-            // Which side of a broken link lies is not proven.
-            VerifyError::BadLink { .. } => RemovalReason::InvalidResponse,
-            _ => RemovalReason::CriticalError,
+    let mut verdict = judge(&err, last, &ctx.prov);
+    let mut why = err.to_string();
+    // A broken link between two sources: the blocks after it decide, each
+    // break further along at most once.
+    while let Verdict::LinkBreak(n) = verdict {
+        let from = (n.saturating_sub(first)) as usize;
+        let suffix = verify_segment(spec, None, &blocks[from..], policy, |e| {
+            committees.get(&e).cloned()
+        });
+        ctx.status.write().sigs_verified += suffix.sigs_checked.len() as u64;
+        let decided = suffix.errors.first();
+        verdict = resolve_break(n, first, last, decided.map_or(Ok(()), Err), &ctx.prov);
+        why = match decided {
+            Some(e) => format!("{why}; the blocks from {n} on: {e}"),
+            None => format!(
+                "{why}; the blocks from {n} on verify, so block {} is not canonical",
+                n - 1
+            ),
         };
-        // Only the stream that sent the failing block (and its carried
-        // commit signature) is proven wrong; the hash it matched may well be
-        // the honest one.
-        let mut blamed = Vec::new();
-        if let Some(s) = ctx.body_source.get(&n).copied() {
-            ctx.blame(s, reason, &err.to_string());
-            blamed.push(s);
+        if verdict == Verdict::LinkBreak(n) {
+            verdict = Verdict::Local;
         }
-        let stream = blamed.first().copied().unwrap_or(0);
-        // Everything staged may descend from the bad block: start over.
-        let _ = ctx.staging.clear();
-        ctx.body_source.clear();
-        StageError::Invalid { stream, error: err }
-    } else {
-        StageError::Invalid {
-            stream: 0,
-            error: err,
+    }
+    let mut blamed = 0;
+    match verdict {
+        Verdict::Proven(streams) => {
+            ctx.status.write().invalid_blocks += 1;
+            for s in &streams {
+                ctx.blame(*s, Fault::ProvenInvalid, &why);
+            }
+            blamed = streams.first().copied().unwrap_or(0);
         }
+        Verdict::Local => {
+            tracing::warn!(error = %why, "invalid batch that no peer is proven to have caused");
+        }
+        Verdict::LinkBreak(_) => {}
+    }
+    // Everything staged may descend from the bad block: start over.
+    let _ = ctx.staging.clear();
+    ctx.prov.clear();
+    StageError::Invalid {
+        stream: blamed,
+        error: err,
     }
 }

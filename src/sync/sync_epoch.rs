@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::blame::Fault;
 use super::context::SyncContext;
 use super::error::StageError;
 use crate::chain::verify::{sig_job, verify_body, CommitteeKeys};
@@ -12,7 +13,6 @@ use crate::chain::{BlockWithSig, VerifyError};
 use crate::crypto::verify_batch;
 use crate::metrics::names;
 use crate::request::Priority;
-use crate::stream::RemovalReason;
 use crate::wire::{Request, Response};
 
 /// Establishes the committees of every epoch up to `upto`'s (the cycle's
@@ -45,17 +45,13 @@ pub fn run(ctx: &mut SyncContext, upto: u64) -> Result<(), StageError> {
             break;
         };
         let Ok(b) = BlockWithSig::from_bytes(&bytes) else {
-            ctx.blame(
-                stream,
-                RemovalReason::CriticalError,
-                "undecodable epoch block",
-            );
+            ctx.blame(stream, Fault::ProvenInvalid, "undecodable epoch block");
             break;
         };
         if b.block.number() != spec.epoch_last_block(e - 1) {
             ctx.blame(
                 stream,
-                RemovalReason::CriticalError,
+                Fault::ProvenInvalid,
                 "epoch block with the wrong number",
             );
             break;
@@ -92,7 +88,7 @@ pub fn run(ctx: &mut SyncContext, upto: u64) -> Result<(), StageError> {
                 jobs.push(j);
             }
             Err(err) => {
-                ctx.blame(*stream, RemovalReason::CriticalError, &err.to_string());
+                ctx.blame(*stream, Fault::ProvenInvalid, &err.to_string());
                 break;
             }
         }
@@ -102,7 +98,7 @@ pub fn run(ctx: &mut SyncContext, upto: u64) -> Result<(), StageError> {
     if let Some(&i) = bad.first() {
         ctx.blame(
             blocks[i].2,
-            RemovalReason::CriticalError,
+            Fault::ProvenInvalid,
             "epoch block signature invalid",
         );
     }

@@ -9,12 +9,12 @@ use std::collections::HashMap;
 
 use crossbeam::channel::Receiver;
 
+use super::blame::Fault;
 use super::context::SyncContext;
 use crate::chain::BlockWithSig;
 use crate::host::RequestResult;
 use crate::net::StreamId;
 use crate::request::Priority;
-use crate::stream::RemovalReason;
 use crate::wire::limits::MAX_BLOCKS_PER_REQUEST;
 use crate::wire::{Request, Response};
 
@@ -68,7 +68,7 @@ pub fn collect(ctx: &mut SyncContext) {
                 Ok(_) => {
                     ctx.blame(
                         stream,
-                        RemovalReason::CriticalError,
+                        Fault::ProvenInvalid,
                         "block answered for another number",
                     );
                     break;
@@ -76,7 +76,7 @@ pub fn collect(ctx: &mut SyncContext) {
                 Err(e) => {
                     ctx.blame(
                         stream,
-                        RemovalReason::CriticalError,
+                        Fault::ProvenInvalid,
                         &format!("undecodable block: {e}"),
                     );
                     break;
