@@ -144,3 +144,47 @@ fn dump_config_names_the_bad_key() {
         "{err}"
     );
 }
+
+/// `--exit-when-synced` exits 0 only once the node reached the target its
+/// Heads quorum decided: stopped by SIGTERM before that (here it has no peer
+/// at all), it exits non-zero and says why.
+#[test]
+fn exit_when_synced_stopped_before_synced_exits_non_zero() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamsync"))
+        .arg("node")
+        .arg("--datadir")
+        .arg(dir.path())
+        .args(["--network", "localnet", "--sync.downloader", "true"])
+        .args([
+            "--committee",
+            "8",
+            "--epoch-len",
+            "50",
+            "--exit-when-synced",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.starts_with("listening"), "{first}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("exit");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exited 0; stdout {rest:?}");
+    assert!(stderr.contains("stopped before synced"), "stderr: {stderr}");
+    assert!(
+        !rest.iter().any(|l| l.contains("synced to")),
+        "claims it synced: {rest:?}"
+    );
+}

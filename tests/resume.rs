@@ -93,7 +93,8 @@ fn node_killed_mid_sync_resumes_without_redownloading_committed_blocks() {
     host.net.latency = Duration::from_millis(3);
     let mut cfg = NodeConfig::new(config, listen);
     cfg.host = Some(host);
-    let server = Node::start(cfg, src.clone(), NodeIdentity::generate(), None).expect("node");
+    let served = common::watched::Watched::new(src.clone());
+    let server = Node::start(cfg, served.clone(), NodeIdentity::generate(), None).expect("node");
     let boot = to_multiaddr(server.peer_addr().addr, Some(server.peer_addr().peer)).to_string();
 
     // First run: kill -9 once the head passes a random height.
@@ -136,6 +137,7 @@ fn node_killed_mid_sync_resumes_without_redownloading_committed_blocks() {
     };
 
     // Second run: resumes at the committed head and finishes.
+    served.reset();
     let mut child = spawn(dir.path(), &boot, free_addr());
     let out = child.stdout.take().expect("stdout");
     let last = BufReader::new(out)
@@ -152,5 +154,14 @@ fn node_killed_mid_sync_resumes_without_redownloading_committed_blocks() {
         BLOCKS as u64 - committed,
         "the second run synced exactly what the first had not committed"
     );
+    // What the source really served in the second run: no block the first
+    // run had committed, and every block it had not.
+    let asked: std::collections::BTreeSet<u64> = served.served.lock().iter().copied().collect();
+    assert!(
+        asked.first().is_some_and(|n| *n > committed),
+        "the second run downloaded committed blocks: lowest served {:?}, committed {committed}",
+        asked.first()
+    );
+    assert!((committed + 1..=BLOCKS as u64).all(|n| asked.contains(&n)));
     server.shutdown();
 }

@@ -2,85 +2,15 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::nodes::{byzantine, head_hash, serving, syncing, syncing_node, Running};
 use streamsync::chain::backend::InsertBatch;
 use streamsync::chain::{BlockWithSig, ChainBackend, Genesis};
 use streamsync::config::{Config, Network};
 use streamsync::crypto::NodeIdentity;
 use streamsync::node::{Node, NodeConfig};
-use streamsync::store::Store;
 use streamsync::stream::PeerAddr;
-use streamsync::sync::SyncSettings;
-
-struct Running {
-    node: Node,
-    store: Arc<Store>,
-    _dir: tempfile::TempDir,
-}
-
-fn serving(genesis: &Genesis, blocks: &[BlockWithSig]) -> Running {
-    let (store, dir) = common::store(genesis, blocks);
-    let cfg = NodeConfig::new(
-        Config::for_network(Network::Localnet),
-        "127.0.0.1:0".parse().expect("addr"),
-    );
-    let node = Node::start(
-        cfg,
-        store.clone(),
-        NodeIdentity::generate(),
-        Some(store.clone()),
-    )
-    .expect("node");
-    Running {
-        node,
-        store,
-        _dir: dir,
-    }
-}
-
-fn syncing(
-    genesis: &Genesis,
-    boot: Vec<PeerAddr>,
-    tune: impl FnOnce(&mut Config, &mut SyncSettings),
-) -> Running {
-    let (store, dir) = common::store(genesis, &[]);
-    let node = syncing_node(store.clone(), boot, tune);
-    Running {
-        node,
-        store,
-        _dir: dir,
-    }
-}
-
-/// A client node over `store`, trusting `boot`, leaving once synced.
-fn syncing_node(
-    store: Arc<Store>,
-    boot: Vec<PeerAddr>,
-    tune: impl FnOnce(&mut Config, &mut SyncSettings),
-) -> Node {
-    let mut config = Config::for_network(Network::Localnet);
-    config.sync.client = true;
-    let mut settings = SyncSettings::from_sync(&config.sync);
-    settings.init_streams = boot.len();
-    settings.init_wait = Duration::from_secs(10);
-    // Any answering peer lets Heads decide (by majority); tests of the
-    // quorum itself set MinPeers.
-    settings.min_peers = 1;
-    tune(&mut config, &mut settings);
-    settings.staged = config.sync.staged.clone();
-    let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
-    // Boot peers, not trusted ones: a peer proven to lie must be removable.
-    cfg.boot = boot;
-    cfg.exit_when_synced = true;
-    cfg.sync = Some(settings);
-    Node::start(cfg, store.clone(), NodeIdentity::generate(), Some(store)).expect("node")
-}
-
-fn head_hash(s: &Store) -> [u8; 32] {
-    s.head().expect("head").hash
-}
 
 #[test]
 fn two_node_sync_reaches_the_source_head_across_epochs() {
@@ -180,34 +110,13 @@ fn client_false_node_serves_but_never_syncs() {
     node.shutdown();
 }
 
-fn byzantine(
-    genesis: &Genesis,
-    blocks: &[BlockWithSig],
-    b: streamsync::byzantine::Behaviour,
-) -> Running {
-    use streamsync::byzantine::{Behaviour, ByzantineBackend};
-    let (store, dir) = common::store(genesis, blocks);
-    let config = Config::for_network(Network::Localnet);
-    let listen = "127.0.0.1:0".parse().expect("addr");
-    let mut host = streamsync::host::HostConfig::from_config(&config, listen, 0);
-    host.server.answer = b != Behaviour::Silence;
-    let mut cfg = NodeConfig::new(config, listen);
-    cfg.host = Some(host);
-    let backend = Arc::new(ByzantineBackend::new(store.clone(), b));
-    let node = Node::start(cfg, backend, NodeIdentity::generate(), None).expect("node");
-    Running {
-        node,
-        store,
-        _dir: dir,
-    }
-}
-
 /// Each byzantine behaviour alone next to one honest peer: the sync reaches
-/// the honest head, and the peers that sent provably invalid data are removed
-/// with a critical error.
+/// the honest head, the honest peer is never removed, and the peers proven
+/// to lie are the ones removed with a critical error.
 #[test]
 fn each_byzantine_behaviour_alone_with_an_honest_peer() {
     use streamsync::byzantine::Behaviour;
+    use streamsync::stream::RemovalReason;
     let (genesis, _, blocks) = common::chain(common::spec(8, 50, 8), 2, 220);
     for b in Behaviour::ALL {
         let honest = serving(&genesis, &blocks);
@@ -228,15 +137,17 @@ fn each_byzantine_behaviour_alone_with_an_honest_peer() {
         let done = dst.node.wait_sync(Duration::from_secs(60));
         assert!(done, "{b:?}: sync did not finish: {:?}", dst.node.status());
         assert_eq!(head_hash(&dst.store), head_hash(&honest.store), "{b:?}");
-        let st = dst.node.status();
-        if matches!(
-            b,
-            Behaviour::WrongBodies | Behaviour::BadSignatures | Behaviour::Garbage
-        ) {
-            assert!(st.host.streams_removed >= 1, "{b:?}: liar not removed");
+        let removed = dst.node.status().host.recent_removals;
+        let honest_peer = honest.node.peer_addr().peer;
+        let liar_peer = liar.node.peer_addr().peer;
+        assert!(
+            !removed.iter().any(|(p, _)| *p == honest_peer),
+            "{b:?}: the honest peer was removed: {removed:?}"
+        );
+        if !matches!(b, Behaviour::LyingHeights | Behaviour::Silence) {
             assert!(
-                !st.host.in_cooldown.is_empty(),
-                "{b:?}: liar not cooled down"
+                removed.contains(&(liar_peer, RemovalReason::CriticalError)),
+                "{b:?}: the liar was not removed for a critical error: {removed:?}"
             );
         }
     }

@@ -31,8 +31,11 @@ pub enum Behaviour {
     Silence,
     /// Serves a fork from the last block of epoch 1 (of epoch 0 on a chain
     /// that short): a forged hand-over naming the attacker's committee, then
-    /// blocks signed by it ([`ForgedFork`]), by number, by hash and as
-    /// epoch blocks.
+    /// blocks signed by it ([`ForgedFork`]). Its hashes are the fork's and it
+    /// serves the fork by hash, but answers "absent" by number and for epoch
+    /// blocks past the fork, so SyncEpoch cannot establish the next
+    /// committee from it (the most dangerous variant: only the verification
+    /// of the downloaded blocks stands in the way).
     ForgedFork,
     /// Answers `GetBlockHashes` with hashes no block has (every real hash
     /// with one byte flipped); serves real blocks honestly.
@@ -246,7 +249,24 @@ impl ChainBackend for ByzantineBackend {
         self.inner.unwind_to(number)
     }
 
+    fn block_with_sig_bytes_by_hash(&self, hash: &B256) -> Result<Option<Vec<u8>>, BackendError> {
+        if let Some(f) = &self.fork {
+            let n = f.lock().number_of(hash);
+            if let Some(n) = n {
+                return Ok(self.forged(n).map(|b| b.to_bytes()));
+            }
+        }
+        match self.number_by_hash(hash)? {
+            Some(n) => self.block_with_sig_bytes(n),
+            None => Ok(None),
+        }
+    }
+
     fn block_with_sig_bytes(&self, number: u64) -> Result<Option<Vec<u8>>, BackendError> {
+        if self.forged(number).is_some() {
+            // By number (and as an epoch block) the fork is "absent".
+            return Ok(None);
+        }
         let Some(mut b) = self.served(number)? else {
             return Ok(None);
         };

@@ -108,6 +108,16 @@ pub trait ChainBackend: Send + Sync {
         Ok(self.block_with_sig(number)?.map(|b| b.to_bytes()))
     }
 
+    /// RLP of [`BlockWithSig`] for the block with `hash`, as served to peers
+    /// (`GetBlocksByHashes`). By default: its number, then
+    /// [`ChainBackend::block_with_sig_bytes`].
+    fn block_with_sig_bytes_by_hash(&self, hash: &B256) -> Result<Option<Vec<u8>>, BackendError> {
+        match self.number_by_hash(hash)? {
+            Some(n) => self.block_with_sig_bytes(n),
+            None => Ok(None),
+        }
+    }
+
     /// Block `number` with its commit signature, as served to peers.
     fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError> {
         let Some(block) = self.block_by_number(number)? else {

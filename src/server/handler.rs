@@ -66,15 +66,19 @@ fn answer_inner(
             if nums.len() > MAX_BLOCKS_PER_REQUEST {
                 return Ok(error(ErrorCode::TooManyItems, "too many blocks"));
             }
-            blocks(nums.iter().map(|n| Ok(Some(*n))), backend, soft_limit)?
+            blocks(
+                nums.iter().map(|n| backend.block_with_sig_bytes(*n)),
+                soft_limit,
+            )?
         }
         Request::GetBlocksByHashes(hashes) => {
             if hashes.len() > MAX_BLOCKS_PER_REQUEST {
                 return Ok(error(ErrorCode::TooManyItems, "too many blocks"));
             }
             blocks(
-                hashes.iter().map(|h| backend.number_by_hash(h)),
-                backend,
+                hashes
+                    .iter()
+                    .map(|h| backend.block_with_sig_bytes_by_hash(h)),
                 soft_limit,
             )?
         }
@@ -99,21 +103,19 @@ fn answer_inner(
     })
 }
 
+/// The blocks `items` reads (lazily: reading stops once `soft_limit` bytes
+/// are in, after at least one block).
 fn blocks(
-    numbers: impl Iterator<Item = Result<Option<u64>, crate::chain::BackendError>>,
-    backend: &dyn ChainBackend,
+    items: impl Iterator<Item = Result<Option<Vec<u8>>, crate::chain::BackendError>>,
     soft_limit: usize,
 ) -> Result<Response, crate::chain::BackendError> {
     let mut out = Vec::new();
     let mut size = 0usize;
-    for n in numbers {
+    for b in items {
         if size >= soft_limit && !out.is_empty() {
             break;
         }
-        let b = match n? {
-            Some(n) => backend.block_with_sig_bytes(n)?.map(Bytes::from),
-            None => None,
-        };
+        let b = b?.map(Bytes::from);
         size += b.as_ref().map_or(1, |b| b.len());
         out.push(b);
     }

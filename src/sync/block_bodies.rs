@@ -5,9 +5,9 @@
 //! rest is asked again, of streams that did not already say they lack it.
 //!
 //! Hashes are confirmed by the bodies' own hashes. A hash for which no body
-//! can be found (its own source said it lacks it, or two other streams did
-//! and its source, asked directly, cannot serve it either) is a claim
-//! nobody can match: its source pays softly at once, its claims are kept
+//! can be found (its own source and another stream said they lack it, or
+//! two other streams did and its source, asked directly, cannot serve it
+//! either) is a claim nobody can match: its source pays softly at once, its claims are kept
 //! until the canonical blocks prove them false (then it pays critically,
 //! see `claims`), and the cycle restarts with fresh hashes. The honest
 //! sender of the next block is never blamed for it.
@@ -183,7 +183,8 @@ fn stage_answer(
 }
 
 /// Missing blocks whose hash nobody seems able to match: its own source
-/// said it lacks it, or enough other streams did, or every live one.
+/// and another stream said they lack it, or two other streams did (the
+/// source is then asked directly), or every live stream did.
 fn unmatched(
     ctx: &SyncContext,
     missing: &[(u64, B256)],
@@ -196,12 +197,12 @@ fn unmatched(
             let Some(who) = lacking.get(n) else {
                 return false;
             };
-            who.len() >= OTHERS_LACKING
-                || live.iter().all(|s| who.contains(s))
-                || ctx
-                    .prov
-                    .hash_source(*n)
-                    .is_some_and(|src| who.contains(&src))
+            let src = ctx.prov.hash_source(*n);
+            let others = who.iter().filter(|s| Some(**s) != src).count();
+            let src_lacks = src.is_some_and(|s| who.contains(&s));
+            (src_lacks && others >= 1)
+                || others >= OTHERS_LACKING
+                || (!live.is_empty() && live.iter().all(|s| who.contains(s)))
         })
         .copied()
         .collect()
@@ -277,6 +278,8 @@ fn give_up_on(
                 stream = src,
                 blocks = gave_up.len(),
                 first = gave_up[0].0,
+                lacking = ?lacking.get(&gave_up[0].0),
+                live = live.len(),
                 "hashes nobody can serve, not even the stream that claimed them"
             );
             ctx.blame(src, Fault::Useless, "claimed block hashes it cannot serve");

@@ -48,7 +48,9 @@ pub fn committees(
     out
 }
 
+pub mod nodes;
 pub mod peer;
+pub mod watched;
 
 /// A fresh store (no fsync) holding `genesis` and then `blocks`.
 pub fn store(
