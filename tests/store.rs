@@ -280,3 +280,39 @@ fn unwind_restores_the_state_and_removes_later_blocks() {
         Some(&blocks[11].commit_sig)
     );
 }
+
+/// The audit of a stored chain re-checks every hand-over and the head: an
+/// honest chain passes; a chain with a forged hand-over is verified only up
+/// to the previous epoch's last block.
+#[test]
+fn audit_stops_at_the_last_block_before_a_forged_hand_over() {
+    use streamsync::byzantine::ForgedFork;
+    use streamsync::chain::audit::audit_chain;
+    let (genesis, chain, blocks) = common::chain(common::spec(4, 10, 4), 1, 60);
+    let (honest, _d1) = common::store(&genesis, &blocks);
+    let audit = audit_chain(&*honest).expect("audit");
+    assert!(audit.passed(), "{audit:?}");
+    assert_eq!(audit.verified_to, 60);
+    assert_eq!(
+        audit.sigs_checked, 7,
+        "hand-overs 9, 19, .., 59 and the head"
+    );
+
+    let hand_over = chain.epoch_last_block(1);
+    let mut fork = ForgedFork::new(&chain, hand_over, 4, 1).expect("keys");
+    let real = |n: u64| blocks.get(n as usize - 1).cloned();
+    let forged: Vec<_> = (hand_over..=40)
+        .map(|n| fork.block(n, real).expect("forged").clone())
+        .collect();
+    let (store, _d2) = common::store(&genesis, &blocks[..hand_over as usize - 1]);
+    store
+        .insert_batch(&InsertBatch {
+            blocks: forged,
+            progress: vec![],
+        })
+        .expect("the forged blocks execute");
+    let audit = audit_chain(&*store).expect("audit");
+    assert_eq!(audit.head, 40);
+    assert_eq!(audit.verified_to, chain.epoch_last_block(0));
+    assert_eq!(audit.error.map(|e| e.block_number()), Some(hand_over));
+}
