@@ -9,7 +9,11 @@
 //!   are closed;
 //! - every `CheckInterval`: below `DiscSoftLowCap` → discover `DiscBatch`;
 //! - on removal: promote from the reserve at once; still below
-//!   `DiscHardLowCap` → discover now;
+//!   `DiscHardLowCap` → discover now, and again while it stays below, after
+//!   a back-off that starts at `discovery_retry` (1 s) and doubles up to
+//!   `CheckInterval` (a node that just started, or lost most of its peers,
+//!   does not wait a whole check interval for a peer exchange that came
+//!   back too early to name anyone);
 //! - a discovery that brings nobody new, or times out after
 //!   `DiscoveryTimeout`, backs off before the next one;
 //! - at most `SetupConcurrency` dials at once, each given `ConnectTimeout`;
@@ -148,8 +152,11 @@ pub struct StreamManagerConfig {
     pub discovery_timeout: Duration,
     /// `ConnectTimeout`.
     pub connect_timeout: Duration,
-    /// Back-off after a discovery that found nobody new.
+    /// Back-off after a discovery that found nobody new (at most).
     pub discovery_backoff: Duration,
+    /// First back-off between discoveries while below `DiscHardLowCap`
+    /// (doubling up to `discovery_backoff`).
+    pub discovery_retry: Duration,
     /// Cooldown rules.
     pub cooldown: CooldownConfig,
     /// A stream is slow when its throughput is below the median divided by this.
@@ -172,6 +179,7 @@ impl StreamManagerConfig {
             discovery_timeout: s.discovery_timeout,
             connect_timeout: s.connect_timeout,
             discovery_backoff: s.check_interval,
+            discovery_retry: Duration::from_secs(1).min(s.check_interval),
             cooldown: CooldownConfig {
                 per_failure: s.removal_cooldown_duration,
                 max: s.max_removal_cooldown_duration,
@@ -241,6 +249,10 @@ pub struct StreamManager {
     candidates: VecDeque<PeerAddr>,
     cooldowns: Cooldowns,
     discovery: DiscoveryState,
+    /// When the last discovery started.
+    last_discovery: Option<Instant>,
+    /// The back-off before the next discovery while below the hard cap.
+    retry: Duration,
     next_check: Instant,
     slow_strikes: HashMap<StreamId, u32>,
     closing: HashSet<StreamId>,
@@ -280,6 +292,8 @@ impl StreamManager {
             candidates: VecDeque::new(),
             cooldowns: Cooldowns::default(),
             discovery: DiscoveryState::Idle,
+            last_discovery: None,
+            retry: cfg.discovery_retry,
             next_check: now + cfg.check_interval,
             slow_strikes: HashMap::new(),
             closing: HashSet::new(),
@@ -353,6 +367,9 @@ impl StreamManager {
         let mut t = self.next_check;
         if let Some(w) = self.serve_wakeup {
             t = t.min(w);
+        }
+        if let Some(d) = self.urgent_discovery_at() {
+            t = t.min(d);
         }
         if let DiscoveryState::Running(s) = self.discovery {
             t = t.min(s + self.cfg.discovery_timeout);
@@ -586,7 +603,7 @@ impl StreamManager {
             self.candidates.push_back(p);
         }
         self.discovery = if fresh == 0 {
-            DiscoveryState::BackingOff(now + self.cfg.discovery_backoff)
+            DiscoveryState::BackingOff(now + self.backoff())
         } else {
             DiscoveryState::Idle
         };
@@ -672,8 +689,14 @@ impl StreamManager {
         }
         if let DiscoveryState::Running(s) = self.discovery {
             if now.saturating_duration_since(s) >= self.cfg.discovery_timeout {
-                self.discovery = DiscoveryState::BackingOff(now + self.cfg.discovery_backoff);
+                self.discovery = DiscoveryState::BackingOff(now + self.backoff());
             }
+        }
+        if self.active.len() >= self.cfg.hard_low_cap {
+            self.retry = self.cfg.discovery_retry;
+        } else if self.urgent_discovery_at().is_some_and(|d| d <= now) {
+            self.discover(now, &mut out);
+            self.retry = (self.retry * 2).min(self.cfg.discovery_backoff);
         }
         self.admit_served(now, &mut out);
         if now >= self.next_check {
@@ -869,6 +892,28 @@ impl StreamManager {
         }
     }
 
+    /// The back-off after a discovery that found nobody: short while below
+    /// the hard cap, `discovery_backoff` otherwise.
+    fn backoff(&self) -> Duration {
+        if self.active.len() < self.cfg.hard_low_cap {
+            self.retry
+        } else {
+            self.cfg.discovery_backoff
+        }
+    }
+
+    /// Below the hard cap, when the next discovery is due.
+    fn urgent_discovery_at(&self) -> Option<Instant> {
+        if self.active.len() >= self.cfg.hard_low_cap {
+            return None;
+        }
+        match self.discovery {
+            DiscoveryState::Running(_) => None,
+            DiscoveryState::BackingOff(until) => Some(until),
+            DiscoveryState::Idle => Some(self.last_discovery? + self.retry),
+        }
+    }
+
     fn discover(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.discovery {
             DiscoveryState::Running(_) => return,
@@ -876,6 +921,7 @@ impl StreamManager {
             _ => {}
         }
         metrics::counter!(names::DISCOVER).increment(1);
+        self.last_discovery = Some(now);
         self.discovery = DiscoveryState::Running(now);
         out.push(Action::Discover {
             count: self.cfg.disc_batch,

@@ -211,6 +211,38 @@ fn discovery_that_found_nobody_backs_off() {
     assert!(discovers(&f.advance(Duration::from_secs(30))));
 }
 
+/// A node below `DiscHardLowCap` (it just started, or lost most peers)
+/// keeps discovering, 1 s after the last try, then 2 s, 4 s ... never
+/// waiting a whole `CheckInterval` while a peer exchange may have come
+/// back too early to name anyone; at the hard cap it waits for the check.
+#[test]
+fn below_the_hard_cap_discovery_retries_with_a_growing_back_off() {
+    let mut f = Fixture::new(vec![]);
+    assert!(discovers(&f.sm.start(f.now)));
+    f.up();
+    // The boot peer was found (and connected), peer exchange named nobody.
+    f.sm.on_discovered(vec![], f.now);
+    let mut gaps = Vec::new();
+    let mut last = f.now;
+    for _ in 0..4 {
+        loop {
+            let at = f.sm.next_deadline();
+            assert!(at <= last + Duration::from_secs(30), "waits for the check");
+            f.now = at;
+            if discovers(&f.sm.on_tick(f.now)) {
+                break;
+            }
+        }
+        gaps.push((f.now - last).as_secs());
+        last = f.now;
+        f.sm.on_discovered(vec![], f.now);
+    }
+    assert_eq!(gaps, vec![1, 2, 4, 8]);
+    // At the hard cap: nothing more before the routine check (at 30 s).
+    f.up();
+    assert!(!discovers(&f.advance(Duration::from_secs(29 - 15))));
+}
+
 #[test]
 fn discovery_times_out() {
     let mut f = Fixture::new(vec![]);
