@@ -6,10 +6,12 @@
 //!
 //! Verification is the anchor of blame: a block is accepted only if it
 //! hashes to a hash the hash stage staged, matches its tx root, links to
-//! our chain and carries commit signatures of the right committee (epoch
-//! blocks from SyncEpoch establish committees ahead, so signatures of any
-//! epoch verify in parallel). A stream is blamed critically only for data
-//! that fails those checks; timeouts and short answers only retry.
+//! our chain and is covered by a verified commit signature of the
+//! committee its epoch's chain of hand-overs established (see
+//! `chain::verify`). Who pays for what is decided in one place, [`blame`];
+//! hash claims that cannot be proven at once wait in [`claims`]. Heads
+//! decides the target by quorum ([`heads`]). Before its first cycle the
+//! pipeline audits the node's own chain and unwinds an invalid branch.
 
 pub mod blame;
 pub mod block_bodies;

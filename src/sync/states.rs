@@ -90,7 +90,7 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
 /// Verifies `blocks` (extending the head) with `policy` and, if valid,
 /// executes and commits them with `progress` in one transaction, then
 /// settles the hash claims they prove. Returns the new head number. On a
-/// failure, blames who is proven at fault (see [`reject`]). Shared by
+/// failure, blames who is proven at fault (see `reject`). Shared by
 /// States and ShortRange.
 pub fn verify_and_insert(
     ctx: &mut SyncContext,
