@@ -161,7 +161,19 @@ fn stage_answer(
                 return Ok(staged);
             }
         };
-        let check = if block.block.hash() != *want || block.block.number() != *n {
+        if block.block.hash() == *want && block.block.number() != *n {
+            // Exactly the block asked for: the hash claimed for block `n`
+            // is another block's. Its source lied; start over.
+            if let Some(src) = ctx.prov.hash_source(*n) {
+                let why = format!(
+                    "claimed the hash of block {} for block {n}",
+                    block.block.number()
+                );
+                ctx.blame(src, Fault::ProvenInvalid, &why);
+            }
+            return Err(StageError::Unservable { from: *n });
+        }
+        let check = if block.block.hash() != *want {
             Err("block does not hash to the hash asked for".to_string())
         } else {
             verify_body(spec, &block.block)
