@@ -432,20 +432,8 @@ impl StreamManager {
             } else {
                 out.push(housekeeping(info.id));
             }
-        } else if self.active.len() < self.cfg.high_cap {
-            self.by_peer.insert(info.peer_id, info.id);
-            self.activate(info, &mut out);
-        } else if trusted {
-            // Trusted peers always get an active slot: demote someone else.
-            self.demote_one(&mut out);
-            self.by_peer.insert(info.peer_id, info.id);
-            self.activate(info, &mut out);
-        } else if self.reserved.len() < self.cfg.max_reserved {
-            self.by_peer.insert(info.peer_id, info.id);
-            self.reserved.push_back(info);
-            self.gauges();
-        } else {
-            out.push(housekeeping(info.id));
+        } else if let Some(no_room) = self.join_pools(info, trusted, &mut out) {
+            out.push(housekeeping(no_room.id));
         }
         for a in &out {
             if let Action::Close { stream, .. } = a {
@@ -732,19 +720,38 @@ impl StreamManager {
             let Some(info) = self.serve_only.remove(&p) else {
                 continue;
             };
-            if self.active.len() < self.cfg.high_cap {
-                self.by_peer.insert(p, info.id);
-                self.activate(info, out);
-            } else if self.reserved.len() < self.cfg.max_reserved {
-                self.by_peer.insert(p, info.id);
-                self.reserved.push_back(info);
-                self.gauges();
-            } else {
-                // No room: it stays served only.
-                self.serve_only.insert(p, info);
+            if let Some(no_room) = self.join_pools(info, false, out) {
+                // It stays served only.
+                self.serve_only.insert(p, no_room);
             }
         }
         self.refresh_serve_wakeup(now);
+    }
+
+    /// Puts a stream of a peer with no other stream in the active pool if
+    /// there is room (a trusted one demotes someone), else in the reserve;
+    /// gives it back if both are full.
+    fn join_pools(
+        &mut self,
+        info: StreamInfo,
+        trusted: bool,
+        out: &mut Vec<Action>,
+    ) -> Option<StreamInfo> {
+        if self.active.len() >= self.cfg.high_cap && trusted {
+            // Trusted peers always get an active slot.
+            self.demote_one(out);
+        }
+        if self.active.len() < self.cfg.high_cap {
+            self.by_peer.insert(info.peer_id, info.id);
+            self.activate(info, out);
+        } else if self.reserved.len() < self.cfg.max_reserved {
+            self.by_peer.insert(info.peer_id, info.id);
+            self.reserved.push_back(info);
+            self.gauges();
+        } else {
+            return Some(info);
+        }
+        None
     }
 
     fn refresh_serve_wakeup(&mut self, now: Instant) {
