@@ -79,6 +79,9 @@ impl NodeConfig {
     }
 }
 
+/// How a sync thread that died is reported.
+const SYNC_THREAD_PANICKED: &str = "the sync thread panicked";
+
 /// A node's status.
 #[derive(Clone, Debug)]
 pub struct NodeStatus {
@@ -254,7 +257,7 @@ impl Node {
     pub fn join_sync(&mut self) {
         if let Some(t) = self.sync.take() {
             if t.join().is_err() {
-                *self.outcome.lock() = Some(SyncOutcome::Failed("the sync thread panicked".into()));
+                *self.outcome.lock() = Some(SyncOutcome::Failed(SYNC_THREAD_PANICKED.into()));
             }
         }
     }
@@ -266,9 +269,7 @@ impl Node {
             return Some(o);
         }
         match &self.sync {
-            Some(t) if t.is_finished() => {
-                Some(SyncOutcome::Failed("the sync thread panicked".into()))
-            }
+            Some(t) if t.is_finished() => Some(SyncOutcome::Failed(SYNC_THREAD_PANICKED.into())),
             _ => None,
         }
     }

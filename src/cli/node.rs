@@ -321,16 +321,21 @@ pub fn run(a: Args) -> Result<(), CliError> {
     };
     match outcome {
         Some(SyncOutcome::Failed(why)) => return Err(format!("sync failed: {why}").into()),
-        Some(SyncOutcome::Stopped { head, target }) if a.exit_when_synced => {
+        Some(SyncOutcome::Synced { .. }) => {}
+        // Stopped first (or still running when the process must end):
+        // not synced, whatever the report would say.
+        _ if a.exit_when_synced && client => {
+            let target = status.sync.target;
             return Err(format!(
-                "stopped before synced: head {head}, target {}",
+                "stopped before synced: head {}, target {}",
+                store.head()?.number,
                 if target > 0 {
                     target.to_string()
                 } else {
                     "not decided yet".into()
                 }
             )
-            .into())
+            .into());
         }
         _ => {}
     }
