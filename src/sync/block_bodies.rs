@@ -7,10 +7,13 @@
 //! Hashes are confirmed by the bodies' own hashes. A hash for which no body
 //! can be found (its own source and another stream said they lack it, or
 //! two other streams did and its source, asked directly, cannot serve it
-//! either) is a claim nobody can match: its source pays softly at once, its claims are kept
-//! until the canonical blocks prove them false (then it pays critically,
-//! see `claims`), and the cycle restarts with fresh hashes. The honest
-//! sender of the next block is never blamed for it.
+//! either) is a claim nobody can match. Its source pays softly at once
+//! (useless if it said it lacks it, unresponsive if it did not answer,
+//! nothing yet if it is gone); its claims are kept until the canonical
+//! blocks prove them false (then it pays critically, see `claims`); and the
+//! cycle restarts with fresh hashes. The honest sender of the next block is
+//! never blamed for it. A block that is exactly the one asked for but
+//! under another number proves its hash source lied.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -241,6 +244,8 @@ fn give_up_on(
     }
     let mut lowest: Option<u64> = None;
     for (source, items) in by_source {
+        // Whether the source itself, asked directly, did not answer.
+        let mut silent = false;
         // Ask the source itself, if it is still there and was not asked.
         if let Some(src) = source.filter(|s| live.contains(s)) {
             let asked_it = items
@@ -263,7 +268,8 @@ fn give_up_on(
                     let answered = a.is_ok();
                     rescued.extend(stage_answer(ctx, spec, chunk, a, lacking)?);
                     if !answered {
-                        // Gone or silent: nobody can serve these either.
+                        silent = true;
+                        // Silent: nobody can serve these either.
                         for (n, _) in chunk {
                             lacking.entry(*n).or_default().insert(src);
                         }
@@ -290,11 +296,23 @@ fn give_up_on(
                 stream = src,
                 blocks = gave_up.len(),
                 first = gave_up[0].0,
-                lacking = ?lacking.get(&gave_up[0].0),
-                live = live.len(),
                 "hashes nobody can serve, not even the stream that claimed them"
             );
-            ctx.blame(src, Fault::Useless, "claimed block hashes it cannot serve");
+            // What is shown now: it said it lacks what it claimed, or it did
+            // not answer. A source already gone shows nothing; its claims
+            // wait for proof.
+            if !live.contains(&src) {
+                continue;
+            }
+            let (fault, why) = if silent {
+                (
+                    Fault::Unresponsive,
+                    "did not answer for block hashes it claimed",
+                )
+            } else {
+                (Fault::Useless, "claimed block hashes it cannot serve")
+            };
+            ctx.blame(src, fault, why);
         }
     }
     Ok((rescued, lowest))
