@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use super::backend::{BackendError, ChainBackend};
 use super::error::VerifyError;
 use super::verify::{sig_job, CommitteeKeys};
-use crate::crypto::{verify_batch, SigJob};
+use crate::crypto::{check_batch, SigJob};
 
 /// What [`audit_chain`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,8 +68,9 @@ pub fn audit_chain(backend: &dyn ChainBackend) -> Result<Audit, BackendError> {
             }
         }
     }
-    audit.sigs_checked = jobs.len();
-    if let Some(&bad) = verify_batch(&jobs).first() {
+    let batch = check_batch(&jobs);
+    audit.sigs_checked = batch.checked;
+    if let Some(&bad) = batch.bad.first() {
         if failed.as_ref().is_none_or(|(i, _)| bad < *i) {
             failed = Some((
                 bad,

@@ -46,7 +46,7 @@ use super::error::VerifyError;
 use super::spec::ChainSpec;
 use super::types::{Block, BlockWithSig, CommitSig, Committee, Header};
 use crate::crypto::hash::{to_hex, ZERO_HASH};
-use crate::crypto::{verify_batch, BlsPublicKey, BlsSignature, SigJob, B256};
+use crate::crypto::{check_batch, BlsPublicKey, BlsSignature, SigJob, B256};
 
 /// The validated public keys of one epoch's committee. Build it once per
 /// epoch (decoding and subgroup-checking keys is the expensive part) and
@@ -364,20 +364,25 @@ pub fn verify_segment(
         })
         .collect();
     let mut jobs = Vec::with_capacity(prepared.len());
+    let mut numbers = Vec::with_capacity(prepared.len());
     for (i, p) in chosen.iter().zip(prepared) {
         match p {
             Ok(job) => {
                 jobs.push(job);
-                check.sigs_checked.push(blocks[*i].block.number());
+                numbers.push(blocks[*i].block.number());
             }
             Err(e) => check.errors.push(e),
         }
     }
-    for bad in verify_batch(&jobs) {
+    let batch = check_batch(&jobs);
+    for bad in batch.bad {
         check.errors.push(VerifyError::BadSignature {
-            number: check.sigs_checked[bad],
+            number: numbers[bad],
         });
     }
+    // What the pairing check reports it checked (all jobs, in order).
+    numbers.truncate(batch.checked);
+    check.sigs_checked = numbers;
     check.errors.sort_by_key(|e| e.block_number());
     check
 }

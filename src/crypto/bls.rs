@@ -184,29 +184,50 @@ pub struct SigJob {
     pub sig: BlsSignature,
 }
 
+/// What [`check_batch`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchCheck {
+    /// Indices of the invalid jobs, ascending (empty: all valid).
+    pub bad: Vec<usize>,
+    /// Jobs that went through the pairing check (counted where it runs, so
+    /// a caller's count of verified signatures is what was checked).
+    pub checked: usize,
+}
+
 /// Verifies `jobs` in parallel on the current rayon pool, in chunks of at
 /// most [`VERIFY_CHUNK`] (fewer when that leaves rayon threads idle) checked
 /// with blst's multi-signature batch verification
 /// (random linear combination). A failing chunk is bisected until the bad
-/// jobs are isolated. Returns the indices of the invalid jobs, ascending; an
-/// empty vector means all are valid.
-pub fn verify_batch(jobs: &[SigJob]) -> Vec<usize> {
+/// jobs are isolated.
+pub fn check_batch(jobs: &[SigJob]) -> BatchCheck {
     // Up to VERIFY_CHUNK per chunk, but small batches still spread over
     // every rayon thread.
     let threads = rayon::current_num_threads().max(1);
     let chunk = jobs.len().div_ceil(threads).clamp(1, VERIFY_CHUNK);
-    let mut bad: Vec<usize> = jobs
+    let (mut bad, checked) = jobs
         .par_chunks(chunk)
         .enumerate()
-        .flat_map_iter(|(ci, part)| {
+        .map(|(ci, part)| {
             let mut rng = ChaCha20Rng::from_entropy();
             let mut out = Vec::new();
             find_bad(part, ci * chunk, &mut rng, &mut out);
-            out
+            (out, part.len())
         })
-        .collect();
+        .reduce(
+            || (Vec::new(), 0),
+            |(mut a, n), (b, m)| {
+                a.extend(b);
+                (a, n + m)
+            },
+        );
     bad.sort_unstable();
-    bad
+    BatchCheck { bad, checked }
+}
+
+/// [`check_batch`]'s invalid jobs: their indices, ascending; an empty
+/// vector means all are valid.
+pub fn verify_batch(jobs: &[SigJob]) -> Vec<usize> {
+    check_batch(jobs).bad
 }
 
 fn find_bad(jobs: &[SigJob], offset: usize, rng: &mut ChaCha20Rng, out: &mut Vec<usize>) {

@@ -8,8 +8,8 @@ pub mod hash;
 pub mod identity;
 
 pub use bls::{
-    verify_batch, BlsError, BlsPublicKey, BlsSecretKey, BlsSignature, SigJob, BLS_DST,
-    PUBLIC_KEY_LEN, SIGNATURE_LEN, VERIFY_CHUNK,
+    check_batch, verify_batch, BatchCheck, BlsError, BlsPublicKey, BlsSecretKey, BlsSignature,
+    SigJob, BLS_DST, PUBLIC_KEY_LEN, SIGNATURE_LEN, VERIFY_CHUNK,
 };
 pub use hash::{keccak256, B256};
 pub use identity::{verify_noise_static, IdentityError, NodeIdentity};

@@ -10,7 +10,7 @@ use super::context::SyncContext;
 use super::error::StageError;
 use crate::chain::verify::{sig_job, verify_body, CommitteeKeys};
 use crate::chain::{BlockWithSig, VerifyError};
-use crate::crypto::verify_batch;
+use crate::crypto::check_batch;
 use crate::metrics::names;
 use crate::request::Priority;
 use crate::wire::{Request, Response};
@@ -93,16 +93,16 @@ pub fn run(ctx: &mut SyncContext, upto: u64) -> Result<(), StageError> {
             }
         }
     }
-    let bad = verify_batch(&jobs);
-    let good = bad.first().copied().unwrap_or(jobs.len());
-    if let Some(&i) = bad.first() {
+    let batch = check_batch(&jobs);
+    let good = batch.bad.first().copied().unwrap_or(jobs.len());
+    if let Some(&i) = batch.bad.first() {
         ctx.blame(
             blocks[i].2,
             Fault::ProvenInvalid,
             "epoch block signature invalid",
         );
     }
-    ctx.status.write().sigs_verified += jobs.len() as u64;
+    ctx.status.write().sigs_verified += batch.checked as u64;
     for k in keys.into_iter().take(good) {
         ctx.committees.insert(k.epoch, k);
     }
