@@ -335,7 +335,14 @@ impl Store {
                     .ok_or_else(|| StoreError::Corrupt(format!("head header {head_n} missing")))?;
             let mut parent_hash = head_hash;
             let mut overlay = StateDiff::new();
-            for bws in &batch.blocks {
+            // The old head's signature is the one the first block's header
+            // carries (the hash chain covers it), replacing the copy kept.
+            if let Some(first) = batch.blocks.first() {
+                if let Some(c) = first.block.header.parent_commit() {
+                    put(txn, dbs.commit_sigs, &be(head_n), &c.to_bytes())?;
+                }
+            }
+            for (i, bws) in batch.blocks.iter().enumerate() {
                 let b = &bws.block;
                 let n = b.number();
                 if n != parent.number + 1 {
@@ -351,14 +358,22 @@ impl Store {
                     }
                     .into());
                 }
+                // Execution reads each account once, before it changes it:
+                // those reads are the block's account changes' "before".
+                let mut before: Vec<AccountChange> = Vec::new();
                 let (diff, root) = {
                     let accounts = dbs.accounts;
                     let txn_ro: &RwTransaction<'_> = txn;
                     execute(&b.body.transfers, &parent.state_root, |a: &Address| {
-                        if let Some(acct) = overlay.get(a) {
-                            return Ok(Some(*acct));
-                        }
-                        read_account(txn_ro, accounts, a)
+                        let acct = match overlay.get(a) {
+                            Some(acct) => Some(*acct),
+                            None => read_account(txn_ro, accounts, a)?,
+                        };
+                        before.push(AccountChange {
+                            address: *a,
+                            before: acct.map(|x| encode(&x).into()).unwrap_or_default(),
+                        });
+                        Ok(acct)
                     })
                 }
                 .map_err(|e| match e {
@@ -375,27 +390,18 @@ impl Store {
                     }
                     .into());
                 }
-                let mut before = Vec::with_capacity(diff.len());
-                for addr in diff.keys() {
-                    let old = match overlay.get(addr) {
-                        Some(a) => Some(*a),
-                        None => read_account(txn, dbs.accounts, addr)?,
-                    };
-                    before.push(AccountChange {
-                        address: *addr,
-                        before: old.map(|a| encode(&a).into()).unwrap_or_default(),
-                    });
-                }
                 append(txn, dbs.account_changes, &be(n), &encode(&before))?;
                 overlay.extend(diff);
                 let hash = b.hash();
                 write_block(txn, dbs, b, &hash)?;
-                // The parent's signature is the one this header carries (the
-                // hash chain covers it), replacing what was kept for it.
-                if let Some(parent_commit) = b.header.parent_commit() {
-                    put(txn, dbs.commit_sigs, &be(n - 1), &parent_commit.to_bytes())?;
-                }
-                append(txn, dbs.commit_sigs, &be(n), &bws.commit_sig.to_bytes())?;
+                // Its signature: the one the next block's header carries, or
+                // for the batch's last the one sent with it (verified).
+                let kept = match batch.blocks.get(i + 1) {
+                    Some(child) => child.block.header.parent_commit(),
+                    None => None,
+                };
+                let kept = kept.as_ref().unwrap_or(&bws.commit_sig);
+                append(txn, dbs.commit_sigs, &be(n), &kept.to_bytes())?;
                 if spec.is_epoch_last(n) {
                     put(
                         txn,
