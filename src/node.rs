@@ -184,6 +184,7 @@ impl Node {
                 status: status.clone(),
                 stop: stop.clone(),
                 last_progress: Instant::now(),
+                started: Instant::now(),
                 prefetch: Default::default(),
             };
             let exit = cfg.exit_when_synced;

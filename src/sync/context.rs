@@ -64,8 +64,39 @@ pub struct SyncStatus {
     /// Peers proven, once the canonical blocks were committed, to have
     /// claimed false hashes.
     pub liars_proven: u64,
+    /// When the first block was committed, in ms since the sync started
+    /// (`None` before any commit): the report's time to first block.
+    pub first_commit_ms: Option<u64>,
+    /// When the last block was committed, in ms since the sync started.
+    pub last_commit_ms: Option<u64>,
+    /// Blocks committed at `first_commit_ms` (the first batch), so the
+    /// steady rate counts only what came after it.
+    pub first_commit_blocks: u64,
     /// The last error a cycle ended with.
     pub last_error: Option<String>,
+}
+
+impl SyncStatus {
+    /// Notes `count` blocks committed at `ms` since the sync started.
+    pub fn note_commit(&mut self, ms: u64, count: u64) {
+        if self.first_commit_ms.is_none() {
+            self.first_commit_ms = Some(ms);
+            self.first_commit_blocks = count;
+        }
+        self.last_commit_ms = Some(ms);
+    }
+
+    /// Blocks committed between the first and the last commit, per second
+    /// of that time (0 with fewer than two commits).
+    pub fn steady_blocks_per_sec(&self) -> f64 {
+        match (self.first_commit_ms, self.last_commit_ms) {
+            (Some(a), Some(b)) if b > a => {
+                (self.blocks_synced.saturating_sub(self.first_commit_blocks)) as f64
+                    / ((b - a) as f64 / 1e3)
+            }
+            _ => 0.0,
+        }
+    }
 }
 
 /// The shared state of the stages.
@@ -100,6 +131,8 @@ pub struct SyncContext {
     pub stop: Arc<AtomicBool>,
     /// Last time any stage made progress (the watchdog's clock).
     pub last_progress: Instant,
+    /// When the sync started (commit times are reported from here).
+    pub started: Instant,
     /// Turbo: the next cycle's blocks downloading in the background.
     pub prefetch: super::turbo::Prefetch,
 }
@@ -215,6 +248,12 @@ impl SyncContext {
         let keys = Arc::new(CommitteeKeys::new(epoch, &c, 0).ok()?);
         self.committees.insert(epoch, keys.clone());
         Some(keys)
+    }
+
+    /// Notes `count` blocks committed now (time to first block, steady rate).
+    pub fn note_commit(&self, count: u64) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.status.write().note_commit(ms, count);
     }
 
     /// Updates the status.

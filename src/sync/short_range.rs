@@ -121,6 +121,7 @@ pub fn run(ctx: &mut SyncContext, target: u64) -> Result<u64, StageError> {
         Err(e) => return Err(e),
     }
     metrics::histogram!(names::NUM_BLOCKS_INSERTED_SHORT_RANGE).record(count as f64);
+    ctx.note_commit(count);
     {
         let mut s = ctx.status.write();
         s.head = last;

@@ -66,6 +66,7 @@ pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> 
         )?;
         metrics::counter!(names::NUM_BLOCKS_SYNCED_LONG_RANGE).increment(count);
         {
+            ctx.note_commit(count);
             let mut s = ctx.status.write();
             s.head = committed;
             s.blocks_synced += count;
