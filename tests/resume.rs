@@ -90,7 +90,7 @@ fn node_killed_mid_sync_resumes_without_redownloading_committed_blocks() {
     let config = Config::for_network(Network::Localnet);
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let mut host = HostConfig::from_config(&config, listen, 0);
-    host.net.latency = Duration::from_millis(3);
+    host.net.link.latency = Duration::from_millis(3);
     let mut cfg = NodeConfig::new(config, listen);
     cfg.host = Some(host);
     let served = common::watched::Watched::new(src.clone());

@@ -185,7 +185,7 @@ fn serving_peer_killed_mid_sync_does_not_stop_the_sync() {
         let config = Config::for_network(Network::Localnet);
         let listen = "127.0.0.1:0".parse().expect("addr");
         let mut host = streamsync::host::HostConfig::from_config(&config, listen, 0);
-        host.net.latency = Duration::from_millis(2);
+        host.net.link.latency = Duration::from_millis(2);
         let mut cfg = NodeConfig::new(config, listen);
         cfg.host = Some(host);
         let node = Node::start(cfg, store.clone(), NodeIdentity::generate(), None).expect("node");

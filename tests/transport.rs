@@ -357,7 +357,7 @@ fn rate_limited_peer_gets_rate_limited_and_honest_peer_completes() {
 fn link_latency_delays_every_frame() {
     let (genesis, blocks) = chain();
     let mut cfg = net_config(localnet());
-    cfg.latency = Duration::from_millis(40);
+    cfg.link.latency = Duration::from_millis(40);
     let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
     let b = client_node(net_config(localnet()));
     let s = b.connect(&a);
@@ -371,4 +371,36 @@ fn link_latency_delays_every_frame() {
         "{:?}",
         t.elapsed()
     );
+}
+
+#[test]
+fn link_profile_paces_and_retransmits_frames() {
+    let (genesis, blocks) = chain();
+    let mut cfg = net_config(localnet());
+    cfg.link = streamsync::net::LinkProfile {
+        latency: Duration::from_millis(10),
+        jitter: Duration::from_millis(5),
+        bandwidth_bps: Some(500_000),
+        loss: 1.0,
+    };
+    let a = serving_node(&genesis, &blocks, cfg.clone(), RateLimits::default());
+    let b = client_node(net_config(localnet()));
+    let s = b.connect(&a);
+    let t = std::time::Instant::now();
+    let Ok(Response::Blocks(bs)) =
+        b.client
+            .request(s.id, Request::GetBlocksByNumber((1..=30).collect()), T)
+    else {
+        panic!("no blocks")
+    };
+    let elapsed = t.elapsed();
+    assert_eq!(bs.iter().flatten().count(), 30);
+    // Every frame is "lost" once: latency + retransmission delay, plus the
+    // response's time on a 0.5 Mbit/s wire.
+    let bytes: usize = bs.iter().flatten().map(|b| b.len()).sum();
+    let least = Duration::from_millis(10)
+        + cfg.link.retransmission_delay()
+        + cfg.link.serialization_time(bytes);
+    assert!(elapsed >= least, "{elapsed:?} < {least:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }

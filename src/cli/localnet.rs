@@ -245,7 +245,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         let listen: SocketAddr = "127.0.0.1:0".parse()?;
         let mut host = HostConfig::from_config(&config, listen, 0);
         host.server.answer = byz != Some(Behaviour::Silence);
-        host.net.latency = Duration::from_millis(a.latency);
+        host.net.link.latency = Duration::from_millis(a.latency);
         let mut cfg = NodeConfig::new(config, listen);
         cfg.boot = boot.into_iter().collect();
         cfg.host = Some(host);

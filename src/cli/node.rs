@@ -263,7 +263,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     ncfg.exit_when_synced = a.exit_when_synced;
     let mut host =
         streamsync::host::HostConfig::from_config(&cfg, listen, store.chain_spec().shard_id);
-    host.net.latency = Duration::from_millis(a.latency);
+    host.net.link.latency = Duration::from_millis(a.latency);
     ncfg.host = Some(host);
     let topic = ProtocolId::sync(cfg.network, ncfg.shard).to_string();
     let metrics_handle = match a.metrics {

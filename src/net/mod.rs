@@ -9,6 +9,7 @@
 //! server queue is answered `rate_limited` at once.
 
 pub mod events;
+pub mod link;
 mod reactor;
 pub mod semaphore;
 pub mod session;
@@ -25,6 +26,7 @@ use libp2p_identity::PeerId;
 use mio::{Interest, Poll, Waker};
 
 pub use events::{CloseReason, InboundRequest, NetEvent, StreamClosed, StreamId, StreamInfo};
+pub use link::{LinkProfile, LinkShaper};
 use reactor::{Command, Reactor, LISTENER, WAKER};
 pub use semaphore::{WritePermit, WriteSemaphore, DEFAULT_WRITE_CONCURRENCY};
 use session::LocalKeys;
@@ -54,9 +56,10 @@ pub struct NetConfig {
     pub write_concurrency: usize,
     /// Requests queued for the server; past this, peers get `rate_limited`.
     pub request_queue: usize,
-    /// User-space delay added to every frame sent (the kernel here has no
-    /// netem); zero for none.
-    pub latency: Duration,
+    /// The emulated WAN link every frame this node sends goes through
+    /// (user space: the kernel here has no netem); its `latency` is the
+    /// one-way delay added to each frame. Off (all zero) by default.
+    pub link: LinkProfile,
 }
 
 impl NetConfig {
@@ -72,7 +75,7 @@ impl NetConfig {
             write_buffer_limit: 64 << 20,
             write_concurrency: DEFAULT_WRITE_CONCURRENCY,
             request_queue: 4096,
-            latency: Duration::ZERO,
+            link: LinkProfile::default(),
         }
     }
 }

@@ -16,8 +16,9 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::events::{CloseReason, InboundRequest, NetEvent, StreamClosed, StreamId, StreamInfo};
+use super::link::LinkShaper;
 use super::semaphore::WritePermit;
-use super::session::{LocalKeys, Session};
+use super::session::{self, LocalKeys, Session};
 use super::NetConfig;
 use crate::metrics::names;
 use crate::wire::{ErrorCode, Message, Response};
@@ -71,6 +72,9 @@ struct Conn {
     deadline: Option<Instant>,
     goodbye: Option<String>,
     delayed: VecDeque<(Instant, Vec<u8>, Option<WritePermit>)>,
+    /// Release times of this connection's frames (`None` when the link
+    /// profile is off).
+    link: Option<LinkShaper>,
 }
 
 struct Counters {
@@ -267,6 +271,7 @@ impl Reactor {
                 deadline: Some(deadline),
                 goodbye: None,
                 delayed: VecDeque::new(),
+                link: (!self.cfg.link.is_off()).then(|| LinkShaper::new(self.cfg.link.clone(), id)),
             },
         );
         id
@@ -282,11 +287,17 @@ impl Reactor {
                     frame,
                     permit,
                 } => {
-                    if self.cfg.latency.is_zero() {
+                    if self.cfg.link.is_off() {
                         self.send(stream, &frame, permit)
                     } else if let Some(c) = self.conns.get_mut(&stream) {
-                        c.delayed
-                            .push_back((Instant::now() + self.cfg.latency, frame, permit));
+                        // Held (with its write permit) until the emulated
+                        // link would have delivered it.
+                        let now = Instant::now();
+                        let at = match c.link.as_mut() {
+                            Some(l) => l.release_at(now, session::wire_len(frame.len())),
+                            None => now + self.cfg.link.latency,
+                        };
+                        c.delayed.push_back((at, frame, permit));
                         self.delayed_conns.insert(stream);
                     }
                 }
@@ -342,7 +353,7 @@ impl Reactor {
             .min()
     }
 
-    /// Sends the delayed frames whose time has come (`NetConfig::latency`).
+    /// Sends the delayed frames whose time has come (`NetConfig::link`).
     fn release_delayed(&mut self) {
         if self.delayed_conns.is_empty() {
             return;

@@ -7,7 +7,7 @@
 
 use snow::{HandshakeState, TransportState};
 
-use crate::wire::frame::{encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
+use crate::wire::frame::{encode_frame, FrameDecoder, FrameError, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 use crate::wire::handshake::{decode_hello, HandshakeError, PeerHello};
 use crate::wire::ProtocolId;
 
@@ -329,6 +329,14 @@ impl Session {
     }
 }
 
+/// Bytes [`Session::send_frame`] writes on the wire for a `payload`-byte
+/// frame: the 4-byte frame header, then one Noise message (2-byte length,
+/// ciphertext, 16-byte tag) per [`NOISE_MAX_PLAINTEXT`] bytes.
+pub fn wire_len(payload: usize) -> usize {
+    let plain = payload + FRAME_HEADER_LEN;
+    plain + plain.div_ceil(NOISE_MAX_PLAINTEXT) * (2 + NOISE_TAG)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,8 +384,12 @@ mod tests {
         assert_eq!(b.remote().expect("remote").peer_id, ida.peer_id());
         let big = vec![0xAB; 200_000];
         a.send_frame(&big).expect("send");
+        let mut bytes = a.take_output();
+        assert_eq!(bytes.len(), wire_len(big.len()));
         a.send_frame(b"x").expect("send");
-        let bytes = a.take_output();
+        let x = a.take_output();
+        assert_eq!(x.len(), wire_len(1));
+        bytes.extend_from_slice(&x);
         let mut frames = Vec::new();
         // Byte by byte for the first part: any chunking works.
         for c in bytes.chunks(997) {
