@@ -23,7 +23,7 @@ use streamsync::net::to_multiaddr;
 use streamsync::node::{Node, NodeConfig};
 use streamsync::store::{Store, StoreOptions};
 
-use super::CliError;
+use super::{CliError, LinkArgs};
 
 /// Blocks per generated insert batch.
 const GEN_BATCH: usize = 1024;
@@ -45,9 +45,6 @@ pub struct Args {
     /// `forged-fork` or `fake-hashes,broken-links`); one peer each.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     behaviours: Vec<Behaviour>,
-    /// User-space delay on every link, milliseconds (each direction).
-    #[arg(long, default_value_t = 0)]
-    latency: u64,
     /// Serve the syncing node's `/metrics` and `/status` here.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
@@ -75,6 +72,9 @@ pub struct Args {
     /// Keep the work files (chain, logs) in this directory.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// The WAN link of every node: the serving peers and the syncing node.
+    #[command(flatten)]
+    link: LinkArgs,
 }
 
 fn bar(len: u64, template: &str) -> ProgressBar {
@@ -231,6 +231,8 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         rayon::current_num_threads()
     ));
 
+    say(format!("every link: {}", a.link.describe()));
+
     // 2. Serving peers; the byzantine ones are the last ones, peer 0 (the
     // boot peer) is honest.
     let mut peers: Vec<Node> = Vec::new();
@@ -245,7 +247,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         let listen: SocketAddr = "127.0.0.1:0".parse()?;
         let mut host = HostConfig::from_config(&config, listen, 0);
         host.server.answer = byz != Some(Behaviour::Silence);
-        host.net.link.latency = Duration::from_millis(a.latency);
+        host.net.link = a.link.profile();
         let mut cfg = NodeConfig::new(config, listen);
         cfg.boot = boot.into_iter().collect();
         cfg.host = Some(host);
@@ -294,7 +296,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         .args(["--genesis-seed", &a.seed.to_string()])
         .args(["--committee", &a.committee.to_string()])
         .args(["--epoch-len", &a.epoch_len.to_string()])
-        .args(["--latency", &a.latency.to_string()])
+        .args(a.link.to_args())
         .args(["--exit-when-synced", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log));

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use streamsync::config::Network;
+use streamsync::net::LinkProfile;
 
 mod dump_config;
 mod gen_chain;
@@ -84,4 +85,88 @@ pub fn peak_rss_mb() -> f64 {
             })
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The WAN link emulated on every link a node sends over (DESIGN.md §12), in
+/// user space since the kernel here has no netem. All zero: plain loopback.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "WAN link emulation (applies to every frame a node sends)")]
+pub struct LinkArgs {
+    /// One-way delay added to every frame sent, milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency: u64,
+    /// Extra delay per frame, uniform in [0, MS] milliseconds; frames still
+    /// arrive in order, as on TCP.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub jitter: u64,
+    /// Bandwidth of each connection, each direction, megabits per second
+    /// (e.g. 20 or 0.5); frames are serialized at that rate. 0 = unlimited.
+    #[arg(long, default_value_t = 0.0, value_name = "MBIT", value_parser = parse_bandwidth)]
+    pub bandwidth: f64,
+    /// Frames lost, percent (e.g. 0.5). TCP loses no data: a lost frame
+    /// arrives one retransmission delay, max(200 ms, 2 × latency), late and
+    /// the frames behind it wait.
+    #[arg(long, default_value_t = 0.0, value_name = "PERCENT", value_parser = parse_loss)]
+    pub loss: f64,
+}
+
+impl LinkArgs {
+    /// The profile these flags describe.
+    pub fn profile(&self) -> LinkProfile {
+        let bps = (self.bandwidth * 1e6).round() as u64;
+        LinkProfile {
+            latency: std::time::Duration::from_millis(self.latency),
+            jitter: std::time::Duration::from_millis(self.jitter),
+            bandwidth_bps: (self.bandwidth > 0.0).then_some(bps.max(1)),
+            loss: self.loss / 100.0,
+        }
+    }
+
+    /// The same flags, to pass to a child `streamsync node`.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--latency".into(),
+            self.latency.to_string(),
+            "--jitter".into(),
+            self.jitter.to_string(),
+            "--bandwidth".into(),
+            self.bandwidth.to_string(),
+            "--loss".into(),
+            self.loss.to_string(),
+        ]
+    }
+
+    /// One line for a text report.
+    pub fn describe(&self) -> String {
+        if self.profile().is_off() {
+            return "loopback (no WAN emulation)".into();
+        }
+        let bw = if self.bandwidth > 0.0 {
+            format!("{} Mbit/s", self.bandwidth)
+        } else {
+            "unlimited".into()
+        };
+        format!(
+            "latency {} ms, jitter {} ms, bandwidth {bw}, loss {} %",
+            self.latency, self.jitter, self.loss
+        )
+    }
+}
+
+/// `--bandwidth`: a finite, non-negative number of megabits per second.
+fn parse_bandwidth(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s}: expected megabits per second, a number ≥ 0 (0 = unlimited)"
+        )),
+    }
+}
+
+/// `--loss`: a percentage in [0, 100].
+fn parse_loss(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s}: expected a percentage in 0..=100")),
+    }
 }

@@ -18,7 +18,7 @@ use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncOutcome;
 use streamsync::wire::ProtocolId;
 
-use super::{parse_network, peak_rss_mb, CliError, DataDir};
+use super::{parse_network, peak_rss_mb, CliError, DataDir, LinkArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,9 +48,8 @@ pub struct Args {
     /// With `--exit-when-synced`: the report as one JSON line.
     #[arg(long)]
     json: bool,
-    /// User-space delay added to every frame this node sends, milliseconds.
-    #[arg(long, default_value_t = 0)]
-    latency: u64,
+    #[command(flatten)]
+    link: LinkArgs,
     #[command(flatten)]
     genesis: GenesisArgs,
     #[command(flatten)]
@@ -263,7 +262,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     ncfg.exit_when_synced = a.exit_when_synced;
     let mut host =
         streamsync::host::HostConfig::from_config(&cfg, listen, store.chain_spec().shard_id);
-    host.net.link.latency = Duration::from_millis(a.latency);
+    host.net.link = a.link.profile();
     ncfg.host = Some(host);
     let topic = ProtocolId::sync(cfg.network, ncfg.shard).to_string();
     let metrics_handle = match a.metrics {
