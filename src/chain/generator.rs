@@ -229,3 +229,82 @@ impl Generator {
         })
     }
 }
+
+/// Blocks generated per probe when sizing blocks ([`txs_for_block_size`]).
+const SIZE_PROBE_BLOCKS: usize = 16;
+/// Transfers per block of the second probe.
+const SIZE_PROBE_TXS: u32 = 256;
+
+/// Average encoded size (`BlockWithSig::to_bytes`), bytes, of the first
+/// [`SIZE_PROBE_BLOCKS`] blocks `spec` generates with `txs` transfers each.
+fn probe_block_bytes(spec: &GenesisSpec, txs: u32) -> Result<f64, GenError> {
+    let (mut g, _) = Generator::new(spec.clone(), txs)?;
+    let mut total = 0usize;
+    for _ in 0..SIZE_PROBE_BLOCKS {
+        total += g.next_block()?.to_bytes().len();
+    }
+    Ok(total as f64 / SIZE_PROBE_BLOCKS as f64)
+}
+
+/// The transfers per block that make the blocks of `spec` about `bytes`
+/// bytes long on average, encoded with their commit signature
+/// (`BlockWithSig::to_bytes`, what a peer sends). Measured on a few probe
+/// blocks with no and with [`SIZE_PROBE_TXS`] transfers (a block grows
+/// linearly, ~47 bytes per transfer); later blocks come out a few percent
+/// larger as the nonces grow. Fails if `bytes` is below an empty block or
+/// above a block of `MAX_TRANSFERS_PER_BLOCK` transfers.
+pub fn txs_for_block_size(spec: &GenesisSpec, bytes: usize) -> Result<u32, GenError> {
+    let empty = probe_block_bytes(spec, 0)?;
+    let per_tx = (probe_block_bytes(spec, SIZE_PROBE_TXS)? - empty) / f64::from(SIZE_PROBE_TXS);
+    let max = super::limits::MAX_TRANSFERS_PER_BLOCK;
+    if per_tx <= 0.0 {
+        return Err(GenError::Spec("transfers do not grow the block".into()));
+    }
+    let n = ((bytes as f64 - empty) / per_tx).round();
+    if n < 0.0 {
+        return Err(GenError::Spec(format!(
+            "a block of {bytes} bytes is smaller than an empty block (~{empty:.0} bytes)"
+        )));
+    }
+    if n > max as f64 {
+        return Err(GenError::Spec(format!(
+            "a block of {bytes} bytes needs more than {max} transfers (the largest is ~{:.0} bytes)",
+            empty + per_tx * max as f64
+        )));
+    }
+    Ok(n as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> GenesisSpec {
+        GenesisSpec {
+            seed: 1,
+            network: "localnet".into(),
+            shard_id: 0,
+            epoch_len: 1000,
+            committee_size: 64,
+            accounts: 256,
+        }
+    }
+
+    #[test]
+    fn block_size_picks_the_transfers_per_block() {
+        let spec = spec();
+        for target in [2048usize, 20 * 1024] {
+            let n = txs_for_block_size(&spec, target).expect("size");
+            let (mut g, _) = Generator::new(spec.clone(), n).expect("gen");
+            let blocks = 64;
+            let total: usize = (0..blocks)
+                .map(|_| g.next_block().expect("block").to_bytes().len())
+                .sum();
+            let avg = total as f64 / blocks as f64;
+            let err = (avg - target as f64).abs() / target as f64;
+            assert!(err < 0.05, "{target} bytes: {n} transfers give {avg:.0}");
+        }
+        assert!(txs_for_block_size(&spec, 10).is_err());
+        assert!(txs_for_block_size(&spec, 1 << 20).is_err());
+    }
+}

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use streamsync::byzantine::{Behaviour, ByzantineBackend};
 use streamsync::chain::backend::InsertBatch;
-use streamsync::chain::generator::Generator;
+use streamsync::chain::generator::{txs_for_block_size, Generator};
 use streamsync::chain::{ChainBackend, GenesisSpec};
 use streamsync::config::{Config, Network};
 use streamsync::crypto::hash::to_hex;
@@ -66,9 +66,14 @@ pub struct Args {
     /// Blocks per epoch.
     #[arg(long = "epoch-len", default_value_t = 1000)]
     epoch_len: u64,
-    /// Transfers per block.
+    /// Transfers per block (4 make blocks of ~560 bytes).
     #[arg(long, default_value_t = 4)]
     txs: u32,
+    /// Approximate average size of a generated block, bytes, as sent (block
+    /// and commit signature encoded): picks the transfers per block (about
+    /// 47 bytes each), e.g. 2048 or 20480. Not with `--txs`.
+    #[arg(long, value_name = "BYTES", conflicts_with = "txs")]
+    block_size: Option<usize>,
     /// Keep the work files (chain, logs) in this directory.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
@@ -192,7 +197,15 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         committee_size: a.committee,
         accounts: 256,
     };
-    let (mut gen, genesis) = Generator::new(spec.clone(), a.txs)?;
+    let txs = match a.block_size {
+        Some(bytes) => {
+            let n = txs_for_block_size(&spec, bytes).map_err(|e| format!("--block-size: {e}"))?;
+            say(format!("--block-size {bytes}: {n} transfers per block"));
+            n
+        }
+        None => a.txs,
+    };
+    let (mut gen, genesis) = Generator::new(spec.clone(), txs)?;
     let opts = StoreOptions {
         durable: false,
         ..StoreOptions::default()
