@@ -188,3 +188,29 @@ fn exit_when_synced_stopped_before_synced_exits_non_zero() {
         "claims it synced: {rest:?}"
     );
 }
+
+/// WAN and block-size flags are checked before anything starts, and say why.
+#[test]
+fn localnet_refuses_bad_link_and_block_size_flags() {
+    for (args, why) in [
+        (
+            &["--txs", "5", "--block-size", "2048"][..],
+            "cannot be used with",
+        ),
+        (&["--loss", "101"][..], "percentage"),
+        (&["--bandwidth", "-1"][..], "unexpected argument"),
+        (&["--bandwidth", "inf"][..], "megabits per second"),
+        (&["--block-size", "10"][..], "smaller than an empty block"),
+        (
+            &["--block-size", "100000000"][..],
+            "more than 4096 transfers",
+        ),
+    ] {
+        let mut all = vec!["localnet", "--blocks", "1", "--committee", "4"];
+        all.extend_from_slice(args);
+        let out = streamsync(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+}

@@ -376,6 +376,13 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         "verify_all_sig": a.verify_all_sig,
         "isolated_verify_sigs_per_sec": isolated,
         "peak_rss_mb": r["peak_rss_mb"],
+        "cpu_seconds": r["cpu_seconds"],
+        "cpu_us_per_block": r["cpu_us_per_block"],
+        "time_to_first_block_s": r["time_to_first_block_s"],
+        "steady_blocks_per_sec": r["steady_blocks_per_sec"],
+        "block_bytes_avg": r["block_bytes_avg"],
+        "txs_per_block": txs,
+        "link": a.link.json(),
     });
     if a.json {
         println!("{report}");
@@ -386,6 +393,18 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
             r["mb_per_sec"].as_f64().unwrap_or(0.0), r["streams_used"], r["streams_removed"], r["sigs_verified"],
             r["peak_rss_mb"].as_f64().unwrap_or(0.0)
         );
+        let steady = match r["steady_blocks_per_sec"].as_f64().unwrap_or(0.0) {
+            s if s > 0.0 => format!("then {s:.0} blocks/s steady"),
+            _ => "no steady rate (one commit)".into(),
+        };
+        println!(
+            "CPU {:.2} s ({:.0} µs/block); first block after {:.2} s, {steady}; blocks {:.0} bytes on average ({txs} transfers)",
+            r["cpu_seconds"].as_f64().unwrap_or(0.0),
+            r["cpu_us_per_block"].as_f64().unwrap_or(0.0),
+            r["time_to_first_block_s"].as_f64().unwrap_or(0.0),
+            r["block_bytes_avg"].as_f64().unwrap_or(0.0),
+        );
+        println!("link: {}", a.link.describe());
         println!(
             "head {} {} — matches the source: {}",
             r["head"],

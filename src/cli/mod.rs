@@ -87,6 +87,20 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time this process has used so far, user + system, of all its
+/// threads (finished ones included), seconds; 0 if it cannot be read.
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: an all-zero `rusage` is a valid value, and `getrusage` only
+    // writes into the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, exclusively borrowed `rusage`.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
 /// The WAN link emulated on every link a node sends over (DESIGN.md §12), in
 /// user space since the kernel here has no netem. All zero: plain loopback.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -134,6 +148,17 @@ impl LinkArgs {
             "--loss".into(),
             self.loss.to_string(),
         ]
+    }
+
+    /// The profile for a report: `latency_ms`, `jitter_ms`,
+    /// `bandwidth_mbit` (0 = unlimited) and `loss_pct`.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "latency_ms": self.latency,
+            "jitter_ms": self.jitter,
+            "bandwidth_mbit": self.bandwidth,
+            "loss_pct": self.loss,
+        })
     }
 
     /// One line for a text report.

@@ -18,7 +18,7 @@ use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncOutcome;
 use streamsync::wire::ProtocolId;
 
-use super::{parse_network, peak_rss_mb, CliError, DataDir, LinkArgs};
+use super::{cpu_seconds, parse_network, peak_rss_mb, CliError, DataDir, LinkArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -310,6 +310,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         std::thread::park_timeout(Duration::from_millis(100));
     }
     let status = node.status();
+    let cpu = cpu_seconds();
     if let Some(m) = metrics_server.as_mut() {
         m.shutdown();
     }
@@ -342,6 +343,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         let head = store.head()?;
         let secs = started.elapsed().as_secs_f64();
         let blocks = head.number - start_head;
+        let per_block = |x: f64| (blocks > 0).then(|| x / blocks as f64);
         let report = serde_json::json!({
             "head": head.number,
             "head_hash": to_hex(&head.hash),
@@ -356,6 +358,13 @@ pub fn run(a: Args) -> Result<(), CliError> {
             "streams_used": status.host.streams_used,
             "streams_removed": status.host.streams_removed,
             "peak_rss_mb": peak_rss_mb(),
+            "bytes_synced": status.sync.bytes_synced,
+            "block_bytes_avg": per_block(status.sync.bytes_synced as f64),
+            "cpu_seconds": cpu,
+            "cpu_us_per_block": per_block(cpu * 1e6),
+            "time_to_first_block_s": status.sync.first_commit_ms.map(|ms| ms as f64 / 1e3),
+            "steady_blocks_per_sec": status.sync.steady_blocks_per_sec(),
+            "link": a.link.json(),
         });
         if a.json {
             println!("{report}");
