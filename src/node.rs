@@ -38,9 +38,9 @@ use crate::config::Config;
 use crate::crypto::NodeIdentity;
 use crate::host::{DiscoverySource, Host, HostConfig, HostHandle, HostStatus};
 use crate::net::NetError;
-use crate::store::{LmdbStaging, MemStaging, Staging, Store};
+use crate::store::{LmdbStaging, Store};
 use crate::stream::PeerAddr;
-use crate::sync::{Pipeline, SyncContext, SyncOutcome, SyncSettings, SyncStatus};
+use crate::sync::{SyncOutcome, SyncSettings, SyncStatus, SyncThread};
 
 /// What a node is started with.
 #[derive(Clone, Debug)]
@@ -160,32 +160,19 @@ impl Node {
                 .sync
                 .clone()
                 .unwrap_or_else(|| SyncSettings::from_sync(&cfg.config.sync));
-            let staging: Box<dyn Staging> = match (settings.staged.use_mem_db, lmdb) {
-                (false, Some(store)) => {
-                    status.write().staging = "lmdb";
-                    Box::new(LmdbStaging::new(store))
-                }
-                _ => {
-                    status.write().staging = "memory";
-                    Box::new(MemStaging::default())
-                }
+            let staging = lmdb.map(LmdbStaging::new);
+            status.write().staging = if settings.staged.use_mem_db || staging.is_none() {
+                "memory"
+            } else {
+                "lmdb"
             };
-            let ctx = SyncContext {
+            let thread = SyncThread {
                 backend,
                 host: host.handle(),
                 settings,
                 staging,
-                committees: Default::default(),
-                prov: Default::default(),
-                claims: Default::default(),
-                claimed: Default::default(),
-                height_caps: Default::default(),
-                peers: Default::default(),
                 status: status.clone(),
                 stop: stop.clone(),
-                last_progress: Instant::now(),
-                started: Instant::now(),
-                prefetch: Default::default(),
             };
             let exit = cfg.exit_when_synced;
             let slot = outcome.clone();
@@ -201,7 +188,7 @@ impl Node {
                             }
                         }
                         let _done = Done(done_tx);
-                        let end = Pipeline::new(ctx).run(&triggers, exit);
+                        let end = thread.run(&triggers, exit);
                         *slot.lock() = Some(end);
                     })?,
             )

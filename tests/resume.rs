@@ -18,7 +18,7 @@ use streamsync::crypto::NodeIdentity;
 use streamsync::host::HostConfig;
 use streamsync::net::to_multiaddr;
 use streamsync::node::{Node, NodeConfig};
-use streamsync::store::{Store, StoreOptions};
+use streamsync::store::{LmdbStaging, Store, StoreOptions};
 
 const BLOCKS: usize = 3000;
 
@@ -29,14 +29,15 @@ fn free_addr() -> SocketAddr {
         .expect("addr")
 }
 
-fn head_of(status: SocketAddr) -> Option<u64> {
+/// The head and BlockBodies' checkpoint the node reports.
+fn head_of(status: SocketAddr) -> Option<(u64, u64)> {
     let mut s = TcpStream::connect(status).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     write!(s, "GET /status HTTP/1.0\r\n\r\n").ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let v: serde_json::Value = serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()?;
-    v["head"].as_u64()
+    Some((v["head"].as_u64()?, v["bodies_staged_to"].as_u64()?))
 }
 
 fn spawn(datadir: &std::path::Path, boot: &str, status: SocketAddr) -> Child {
@@ -73,7 +74,7 @@ fn spawn(datadir: &std::path::Path, boot: &str, status: SocketAddr) -> Child {
 }
 
 #[test]
-fn node_killed_mid_sync_resumes_without_redownloading_committed_blocks() {
+fn node_killed_mid_sync_resumes_without_redownloading_committed_or_staged_blocks() {
     // The source, in this process, with a little latency so the sync takes a while.
     let (genesis, _, blocks) = common::chain(common::spec(11, 100, 8), 2, BLOCKS);
     let src_dir = tempfile::tempdir().expect("tmp");
@@ -91,37 +92,42 @@ fn node_killed_mid_sync_resumes_without_redownloading_committed_blocks() {
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let mut host = HostConfig::from_config(&config, listen, 0);
     host.net.link.latency = Duration::from_millis(3);
+    let host2 = host.clone();
     let mut cfg = NodeConfig::new(config, listen);
     cfg.host = Some(host);
     let served = common::watched::Watched::new(src.clone());
     let server = Node::start(cfg, served.clone(), NodeIdentity::generate(), None).expect("node");
     let boot = to_multiaddr(server.peer_addr().addr, Some(server.peer_addr().peer)).to_string();
 
-    // First run: kill -9 once the head passes a random height.
+    // First run: kill -9 once the head passes a random height while blocks
+    // are staged above it (during BlockBodies). A commit can land between
+    // the status read and the kill; then the node is started and killed
+    // again, until the disk shows staged blocks above the committed head.
     let dir = tempfile::tempdir().expect("tmp");
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let kill_at = 300 + u64::from(nanos) % 2000;
-    let status = free_addr();
-    let mut child = spawn(dir.path(), &boot, status);
+    let mut kill_at = 300 + u64::from(nanos) % 1500;
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(Instant::now() < deadline, "sync never passed {kill_at}");
-        assert!(
-            child.try_wait().expect("child").is_none(),
-            "finished before the kill point"
-        );
-        if head_of(status).is_some_and(|h| h >= kill_at) {
-            break;
+    let (committed, on_disk) = loop {
+        let status = free_addr();
+        let mut child = spawn(dir.path(), &boot, status);
+        loop {
+            assert!(Instant::now() < deadline, "sync never passed {kill_at}");
+            assert!(
+                child.try_wait().expect("child").is_none(),
+                "finished before the kill point"
+            );
+            if head_of(status).is_some_and(|(h, b)| h >= kill_at && b > h) {
+                break;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
         }
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-
-    let committed = {
-        let s = Store::open(dir.path(), StoreOptions::default()).expect("reopen after kill -9");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        let s = Arc::new(
+            Store::open(dir.path(), StoreOptions::default()).expect("reopen after kill -9"),
+        );
         let h = s.head().expect("head");
         assert!(
             h.number >= kill_at,
@@ -133,11 +139,30 @@ fn node_killed_mid_sync_resumes_without_redownloading_committed_blocks() {
             src.hash_by_number(h.number).expect("read"),
             "committed head is canonical"
         );
-        h.number
+        // Counted on disk: staged blocks contiguous above the head.
+        let staged = LmdbStaging::new(s.clone())
+            .blocks(h.number + 1, u64::MAX, usize::MAX)
+            .expect("staging");
+        let run = staged
+            .iter()
+            .enumerate()
+            .take_while(|(i, (n, _))| *n == h.number + 1 + *i as u64)
+            .count() as u64;
+        if run > 0 {
+            break (h.number, run);
+        }
+        kill_at = h.number + 50;
     };
 
-    // Second run: resumes at the committed head and finishes.
-    served.reset();
+    // Second run: resumes at the committed head and finishes, from a second
+    // server started now, so what it counts is only what the second run
+    // asked (the first server may still answer the killed run's requests).
+    drop(served);
+    let mut cfg2 = NodeConfig::new(Config::for_network(Network::Localnet), listen);
+    cfg2.host = Some(host2);
+    let served = common::watched::Watched::new(src.clone());
+    let server2 = Node::start(cfg2, served.clone(), NodeIdentity::generate(), None).expect("node");
+    let boot = to_multiaddr(server2.peer_addr().addr, Some(server2.peer_addr().peer)).to_string();
     let mut child = spawn(dir.path(), &boot, free_addr());
     let out = child.stdout.take().expect("stdout");
     let last = BufReader::new(out)
@@ -155,13 +180,22 @@ fn node_killed_mid_sync_resumes_without_redownloading_committed_blocks() {
         "the second run synced exactly what the first had not committed"
     );
     // What the source really served in the second run: no block the first
-    // run had committed, and every block it had not.
-    let asked: std::collections::BTreeSet<u64> = served.served.lock().iter().copied().collect();
+    // run had committed, none it had staged (`UseMemDB = false`: the
+    // restart resumes at BlockBodies' checkpoint), and every other block.
+    let asked: std::collections::BTreeSet<u64> =
+        served.served_by_hash.lock().iter().copied().collect();
+    let staged = report["restored_blocks"].as_u64().expect("restored_blocks");
     assert!(
-        asked.first().is_some_and(|n| *n > committed),
-        "the second run downloaded committed blocks: lowest served {:?}, committed {committed}",
+        staged > 0 && staged <= on_disk,
+        "restored {staged} of the {on_disk} blocks staged on disk"
+    );
+    assert!(
+        asked.first().is_some_and(|n| *n > committed + staged),
+        "the second run downloaded committed or staged blocks: lowest served {:?}, \
+         committed {committed}, staged {staged}",
         asked.first()
     );
-    assert!((committed + 1..=BLOCKS as u64).all(|n| asked.contains(&n)));
+    assert!((committed + staged + 1..=BLOCKS as u64).all(|n| asked.contains(&n)));
+    server2.shutdown();
     server.shutdown();
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use streamsync::chain::backend::InsertBatch;
 use streamsync::chain::ChainBackend;
-use streamsync::store::{LmdbStaging, MemStaging, Staging, Store, StoreError, StoreOptions};
-use streamsync::sync::StageId;
+use streamsync::chain::StageId;
+use streamsync::store::{LmdbStaging, StageWrite, Store, StoreError, StoreOptions};
 
 fn opts() -> StoreOptions {
     StoreOptions {
@@ -172,27 +172,49 @@ fn foreign_directory_is_refused_and_left_alone() {
     ));
 }
 
+/// A staging write lands with its checkpoints in one transaction, reads
+/// back by range, and commits drop what they cover.
 #[test]
-fn staging_in_memory_and_in_lmdb_behave_alike() {
+fn staged_hashes_and_blocks_land_with_their_checkpoints() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (genesis, _, blocks) = common::chain(common::spec(1, 10, 4), 1, 4);
     let store = Arc::new(Store::open_or_create(dir.path(), &genesis, opts()).expect("create"));
-    let stagings: Vec<Box<dyn Staging>> = vec![
-        Box::new(MemStaging::default()),
-        Box::new(LmdbStaging::new(store)),
-    ];
-    for mut s in stagings {
-        for b in &blocks {
-            s.put_hash(b.block.number(), b.block.hash()).expect("put");
-            s.put_block(b).expect("put");
-        }
-        assert_eq!(s.block_count().expect("count"), 4);
-        assert_eq!(s.hash(3).expect("get"), Some(blocks[2].block.hash()));
-        assert_eq!(s.block(4).expect("get"), Some(blocks[3].clone()));
-        s.clear().expect("clear");
-        assert_eq!(s.block_count().expect("count"), 0);
-        assert_eq!(s.hash(3).expect("get"), None);
-    }
+    let s = LmdbStaging::new(store.clone());
+    s.write(&StageWrite {
+        hashes: blocks
+            .iter()
+            .map(|b| (b.block.number(), b.block.hash()))
+            .collect(),
+        blocks: blocks[..3]
+            .iter()
+            .map(|b| (b.block.number(), b.to_bytes().into()))
+            .collect(),
+        progress: vec![(StageId::BlockHashes, 4), (StageId::BlockBodies, 3)],
+    })
+    .expect("write");
+    assert_eq!(store.stage_progress(StageId::BlockHashes).expect("ckpt"), 4);
+    assert_eq!(store.stage_progress(StageId::BlockBodies).expect("ckpt"), 3);
+    assert_eq!(s.block_count().expect("count"), 3);
+    let hashes = s.hashes(2, 3).expect("read");
+    assert_eq!(
+        hashes,
+        vec![(2, blocks[1].block.hash()), (3, blocks[2].block.hash())]
+    );
+    let raw = s.blocks(1, 4, usize::MAX).expect("read");
+    assert_eq!(raw.len(), 3);
+    assert_eq!(raw[2].1, blocks[2].to_bytes());
+    // A byte limit stops the read.
+    assert_eq!(s.blocks(1, 4, raw[0].1.len()).expect("read").len(), 1);
+    s.remove(2, false).expect("remove");
+    assert_eq!(s.block_count().expect("count"), 1);
+    assert_eq!(s.hashes(1, 4).expect("read").len(), 2);
+    s.remove(3, true).expect("remove above");
+    assert_eq!(
+        s.hashes(1, 4).expect("read"),
+        vec![(3, blocks[2].block.hash())]
+    );
+    s.clear().expect("clear");
+    assert_eq!(s.block_count().expect("count"), 0);
 }
 
 /// The signature kept for a block is the one its child's header carries

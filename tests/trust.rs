@@ -338,7 +338,7 @@ fn a_dead_sync_thread_is_reported_as_failed() {
         }
         fn stage_progress(
             &self,
-            s: streamsync::sync::StageId,
+            s: streamsync::chain::StageId,
         ) -> Result<u64, streamsync::chain::BackendError> {
             self.0.stage_progress(s)
         }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::chain::backend::InsertBatch;
+use crate::chain::StageId;
 use crate::chain::{
     BackendError, Block, BlockWithSig, ChainBackend, ChainSpec, CommitSig, Committee, HeadInfo,
     Header,
 };
 use crate::crypto::B256;
-use crate::sync::StageId;
 pub use fork::ForgedFork;
 
 /// How a byzantine peer misbehaves.

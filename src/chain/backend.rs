@@ -4,9 +4,9 @@
 
 use super::error::VerifyError;
 use super::spec::ChainSpec;
+use super::stage_id::StageId;
 use super::types::{Block, BlockWithSig, CommitSig, Committee, Header};
 use crate::crypto::B256;
-use crate::sync::StageId;
 
 /// The chain head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

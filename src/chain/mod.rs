@@ -9,6 +9,8 @@
 //! - [`generator`]: deterministic chain generation from a seed.
 //! - [`backend`]: the [`ChainBackend`] trait the sync engine is generic over.
 //! - [`audit`]: re-checks a stored chain's root of trust (hand-overs, head).
+//! - [`sealed`]: a block decoded and hashed once, with its raw bytes.
+//! - [`stage_id`]: the sync stages' names, the keys of their checkpoints.
 //!
 //! Pure logic: nothing here touches the disk or the network.
 
@@ -17,13 +19,17 @@ pub mod backend;
 pub mod error;
 pub mod generator;
 pub mod limits;
+pub mod sealed;
 pub mod spec;
+pub mod stage_id;
 pub mod state;
 pub mod types;
 pub mod verify;
 
 pub use backend::{BackendError, ChainBackend, HeadInfo};
 pub use error::{DecodeError, VerifyError};
+pub use sealed::SealedBlock;
 pub use spec::{ChainSpec, Genesis, GenesisSpec};
+pub use stage_id::StageId;
 pub use state::{Account, Address};
 pub use types::{Block, BlockWithSig, Body, CommitSig, Committee, Header, Transfer};

@@ -296,10 +296,12 @@ impl SegmentCheck {
 pub fn verify_segment(
     spec: &ChainSpec,
     parent: Option<(&Header, &B256)>,
-    blocks: &[BlockWithSig],
+    blocks: &[impl std::borrow::Borrow<BlockWithSig> + Sync],
     policy: SigPolicy,
     committee_of: impl Fn(u64) -> Option<Arc<CommitteeKeys>> + Sync,
 ) -> SegmentCheck {
+    let blocks: Vec<&BlockWithSig> = blocks.iter().map(|b| b.borrow()).collect();
+    let blocks = &blocks[..];
     let mut check = SegmentCheck::default();
     let mut named: Vec<Arc<CommitteeKeys>> = Vec::new();
     let mut prev = parent.map(|(h, hash)| (h, *hash));

@@ -200,6 +200,7 @@ fn apply_staged(s: &mut StagedSyncConfig, t: &Table) -> Result<(), ConfigError> 
             "VerifyHeaderBatchSize" => s.verify_header_batch_size = get_usize(key, v, 1, 100_000)?,
             "MaxMemSyncCycleSize" => s.max_mem_sync_cycle_size = get_u64(key, v, 0, MAX_BLOCKS)?,
             "UseMemDB" => s.use_mem_db = get_bool(key, v)?,
+            "MaxStagedBytes" => s.max_staged_bytes = get_u64(key, v, 1 << 20, 1 << 40)?,
             "LogProgress" => s.log_progress = get_bool(key, v)?,
             "DebugMode" => s.debug_mode = get_bool(key, v)?,
             k if IGNORED_STAGED_KEYS.contains(&k) => {

@@ -92,11 +92,20 @@ pub struct StagedSyncConfig {
     pub max_mem_sync_cycle_size: u64,
     /// `UseMemDB`: staging tables in memory (else in LMDB).
     pub use_mem_db: bool,
+    /// `MaxStagedBytes` (engine key, not Harmony's): the byte budget of
+    /// everything downloaded and not yet committed, plus reservations for
+    /// the body requests in flight; past it no new body requests go out.
+    /// Default 256 MiB; a block counts twice its raw size (raw bytes and
+    /// decoded form).
+    pub max_staged_bytes: u64,
     /// `LogProgress`: a progress line per batch.
     pub log_progress: bool,
     /// `DebugMode`: log every request, response and stream event.
     pub debug_mode: bool,
 }
+
+/// Default `MaxStagedBytes`: 256 MiB.
+pub const DEFAULT_MAX_STAGED_BYTES: u64 = 256 << 20;
 
 impl Default for StagedSyncConfig {
     fn default() -> Self {
@@ -109,6 +118,7 @@ impl Default for StagedSyncConfig {
             verify_header_batch_size: 100,
             max_mem_sync_cycle_size: 1024,
             use_mem_db: true,
+            max_staged_bytes: DEFAULT_MAX_STAGED_BYTES,
             log_progress: false,
             debug_mode: false,
         }
@@ -221,6 +231,7 @@ impl Config {
             ),
             ("MaxMemSyncCycleSize", t.max_mem_sync_cycle_size.to_string()),
             ("UseMemDB", t.use_mem_db.to_string()),
+            ("MaxStagedBytes", t.max_staged_bytes.to_string()),
             ("LogProgress", t.log_progress.to_string()),
             ("DebugMode", t.debug_mode.to_string()),
         ];

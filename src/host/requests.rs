@@ -27,7 +27,9 @@ pub(super) enum ReqCmd {
         request: Request,
         opts: RequestOptions,
         reply: Reply,
+        key: Option<u64>,
     },
+    Cancel(u64),
     Activated(StreamId),
     Deactivated(StreamId),
     Shutdown,
@@ -52,10 +54,27 @@ impl RequestHandle {
 
     /// Submits `request`; `reply` gets the outcome exactly once.
     pub fn submit_with(&self, request: Request, opts: RequestOptions, reply: Reply) {
+        self.send_submit(request, opts, reply, None)
+    }
+
+    /// Like [`RequestHandle::submit_with`], under a caller's `key` (unique
+    /// among its requests in flight) that [`RequestHandle::cancel`] takes.
+    pub fn submit_keyed(&self, key: u64, request: Request, opts: RequestOptions, reply: Reply) {
+        self.send_submit(request, opts, reply, Some(key))
+    }
+
+    /// Withdraws the request submitted under `key`, wherever it is: it is
+    /// not sent if still waiting, and its reply gets `Cancelled`.
+    pub fn cancel(&self, key: u64) {
+        let _ = self.tx.send(ReqCmd::Cancel(key));
+    }
+
+    fn send_submit(&self, request: Request, opts: RequestOptions, reply: Reply, key: Option<u64>) {
         if let Err(e) = self.tx.send(ReqCmd::Submit {
             request,
             opts,
             reply,
+            key,
         }) {
             if let ReqCmd::Submit { reply, .. } = e.0 {
                 reply(Err(RequestError::Shutdown));
@@ -101,6 +120,7 @@ pub(super) fn spawn(
                 net,
                 streams,
                 replies: HashMap::new(),
+                keys: HashMap::new(),
                 health,
             };
             d.run(&events, &cmds, report_every);
@@ -112,6 +132,8 @@ struct Driver {
     net: NetHandle,
     streams: Sender<StreamCmd>,
     replies: HashMap<Ticket, Reply>,
+    /// Caller keys of keyed requests → their tickets (and back).
+    keys: HashMap<u64, Ticket>,
     health: Arc<RwLock<Option<HealthStats>>>,
 }
 
@@ -148,12 +170,20 @@ impl Driver {
                     Err(_) => break,
                 },
                 recv(cmds) -> cmd => match cmd {
-                    Ok(ReqCmd::Submit { request, opts, reply }) => {
+                    Ok(ReqCmd::Submit { request, opts, reply, key }) => {
                         match self.rm.submit(request, opts, Instant::now(), &mut out) {
                             Ok(t) => {
+                                if let Some(k) = key {
+                                    self.keys.insert(k, t);
+                                }
                                 self.replies.insert(t, reply);
                             }
                             Err(e) => reply(Err(e)),
+                        }
+                    }
+                    Ok(ReqCmd::Cancel(k)) => {
+                        if let Some(t) = self.keys.remove(&k) {
+                            self.rm.cancel(t, &mut out);
                         }
                     }
                     Ok(ReqCmd::Activated(s)) => self.rm.on_stream_added(s, Instant::now(), &mut out),
@@ -200,6 +230,9 @@ impl Driver {
                     }
                 }
                 RmAction::Deliver { ticket, result } => {
+                    if !self.keys.is_empty() {
+                        self.keys.retain(|_, t| *t != ticket);
+                    }
                     if let Some(reply) = self.replies.remove(&ticket) {
                         reply(result);
                     }

@@ -15,10 +15,10 @@ use crate::chain::backend::InsertBatch;
 use crate::chain::spec::{ChainSpec, Genesis, GenesisSpec};
 use crate::chain::state::{execute, Account, Address, StateDiff};
 use crate::chain::types::{encode, Block, Body, CommitSig, Committee, Header};
+use crate::chain::StageId;
 use crate::chain::{BackendError, ChainBackend, HeadInfo, VerifyError};
 use crate::crypto::hash::to_hex;
 use crate::crypto::B256;
-use crate::sync::StageId;
 
 /// Tuning of a store.
 #[derive(Clone, Copy, Debug)]

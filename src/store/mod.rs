@@ -30,5 +30,5 @@ mod tables;
 
 pub use chain_store::{RawBlock, Store, StoreOptions, StoreStats, TableStats};
 pub use error::StoreError;
-pub use staging::{LmdbStaging, MemStaging, Staging};
+pub use staging::{LmdbStaging, StageWrite};
 pub use tables::TABLES;

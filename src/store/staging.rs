@@ -1,76 +1,38 @@
-//! Sync staging tables: downloaded hashes and blocks waiting for the States
-//! stage. `UseMemDB = true` keeps them in memory ([`MemStaging`]); `false`
-//! puts them in the node's LMDB environment ([`LmdbStaging`]), so a
-//! restarted node keeps what it downloaded.
+//! Sync staging tables (`UseMemDB = false`): downloaded hashes and blocks
+//! waiting to be committed, kept in the node's LMDB environment so a
+//! restarted node does not download them again. With `UseMemDB = true` the
+//! sync keeps them in memory only and this is unused.
+//!
+//! Every write puts the data and the checkpoints it completes
+//! (`BlockHashes`, `BlockBodies`) in **one** transaction, so a checkpoint
+//! never claims data a crash lost. Blocks are stored as the raw bytes they
+//! arrived as.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use lmdb::Transaction;
+use lmdb::{Cursor, Transaction};
 
-use super::chain_store::{get_raw, put, Store};
+use super::chain_store::{put, Store};
 use super::error::StoreError;
-use super::tables::be;
-use crate::chain::BlockWithSig;
+use super::tables::{be, from_be};
+use crate::chain::StageId;
 use crate::crypto::B256;
 
-/// Where downloaded-but-not-yet-inserted data waits. Keys are block numbers.
-pub trait Staging: Send {
-    /// Records the downloaded hash of block `number`.
-    fn put_hash(&mut self, number: u64, hash: B256) -> Result<(), StoreError>;
-    /// The staged hash of block `number`.
-    fn hash(&self, number: u64) -> Result<Option<B256>, StoreError>;
-    /// Records a downloaded block.
-    fn put_block(&mut self, block: &BlockWithSig) -> Result<(), StoreError>;
-    /// The staged block `number`.
-    fn block(&self, number: u64) -> Result<Option<BlockWithSig>, StoreError>;
-    /// Number of staged blocks.
-    fn block_count(&self) -> Result<usize, StoreError>;
-    /// Drops everything staged (the Finish stage).
-    fn clear(&mut self) -> Result<(), StoreError>;
-}
-
-/// In-memory staging (`UseMemDB = true`).
-#[derive(Debug, Default)]
-pub struct MemStaging {
-    hashes: BTreeMap<u64, B256>,
-    blocks: BTreeMap<u64, BlockWithSig>,
-}
-
-impl Staging for MemStaging {
-    fn put_hash(&mut self, number: u64, hash: B256) -> Result<(), StoreError> {
-        self.hashes.insert(number, hash);
-        Ok(())
-    }
-
-    fn hash(&self, number: u64) -> Result<Option<B256>, StoreError> {
-        Ok(self.hashes.get(&number).copied())
-    }
-
-    fn put_block(&mut self, block: &BlockWithSig) -> Result<(), StoreError> {
-        self.blocks.insert(block.block.number(), block.clone());
-        Ok(())
-    }
-
-    fn block(&self, number: u64) -> Result<Option<BlockWithSig>, StoreError> {
-        Ok(self.blocks.get(&number).cloned())
-    }
-
-    fn block_count(&self) -> Result<usize, StoreError> {
-        Ok(self.blocks.len())
-    }
-
-    fn clear(&mut self) -> Result<(), StoreError> {
-        self.hashes.clear();
-        self.blocks.clear();
-        Ok(())
-    }
-}
-
-/// Staging in the node's LMDB environment (`UseMemDB = false`).
+/// LMDB staging tables of a [`Store`].
 #[derive(Debug, Clone)]
 pub struct LmdbStaging {
     store: Arc<Store>,
+}
+
+/// One staging write: hashes, raw blocks and the checkpoints they complete.
+#[derive(Clone, Debug, Default)]
+pub struct StageWrite {
+    /// Downloaded hashes by number.
+    pub hashes: Vec<(u64, B256)>,
+    /// Downloaded blocks (RLP of block with signature, as received).
+    pub blocks: Vec<(u64, Arc<[u8]>)>,
+    /// Stage checkpoints written in the same transaction.
+    pub progress: Vec<(StageId, u64)>,
 }
 
 impl LmdbStaging {
@@ -78,40 +40,74 @@ impl LmdbStaging {
     pub fn new(store: Arc<Store>) -> Self {
         LmdbStaging { store }
     }
-}
 
-impl Staging for LmdbStaging {
-    fn put_hash(&mut self, number: u64, hash: B256) -> Result<(), StoreError> {
-        self.store
-            .write(|txn, dbs| put(txn, dbs.staging_hashes, &be(number), &hash))
-    }
-
-    fn hash(&self, number: u64) -> Result<Option<B256>, StoreError> {
-        let v = self
-            .store
-            .read(|txn, dbs| get_raw(txn, dbs.staging_hashes, &be(number)))?;
-        v.map(|v| {
-            v.try_into()
-                .map_err(|_| StoreError::Corrupt(format!("staged hash {number} malformed")))
+    /// Writes `w` in one transaction.
+    pub fn write(&self, w: &StageWrite) -> Result<(), StoreError> {
+        self.store.write(|txn, dbs| {
+            for (n, h) in &w.hashes {
+                put(txn, dbs.staging_hashes, &be(*n), h)?;
+            }
+            for (n, raw) in &w.blocks {
+                put(txn, dbs.staging_blocks, &be(*n), raw)?;
+            }
+            for (stage, n) in &w.progress {
+                put(txn, dbs.stage_progress, stage.name().as_bytes(), &be(*n))?;
+            }
+            Ok(())
         })
-        .transpose()
     }
 
-    fn put_block(&mut self, block: &BlockWithSig) -> Result<(), StoreError> {
-        let bytes = block.to_bytes();
-        self.store
-            .write(|txn, dbs| put(txn, dbs.staging_blocks, &be(block.block.number()), &bytes))
+    /// Staged hashes of `from..=to`, ascending (absent numbers skipped).
+    pub fn hashes(&self, from: u64, to: u64) -> Result<Vec<(u64, B256)>, StoreError> {
+        self.store.read(|txn, dbs| {
+            let mut out = Vec::new();
+            let mut cur = txn
+                .open_ro_cursor(dbs.staging_hashes)
+                .map_err(StoreError::lmdb("cursor"))?;
+            for item in cur.iter_from(be(from)) {
+                let (k, v) = item.map_err(StoreError::lmdb("cursor"))?;
+                let n = from_be(k).ok_or_else(|| StoreError::Corrupt("staged hash key".into()))?;
+                if n > to {
+                    break;
+                }
+                let h: B256 = v
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("staged hash {n} malformed")))?;
+                out.push((n, h));
+            }
+            Ok(out)
+        })
     }
 
-    fn block(&self, number: u64) -> Result<Option<BlockWithSig>, StoreError> {
-        let v = self
-            .store
-            .read(|txn, dbs| get_raw(txn, dbs.staging_blocks, &be(number)))?;
-        v.map(|v| BlockWithSig::from_bytes(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+    /// Staged raw blocks of `from..=to`, ascending, at most `max_bytes` of
+    /// them in all (absent numbers skipped).
+    pub fn blocks(
+        &self,
+        from: u64,
+        to: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.store.read(|txn, dbs| {
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            let mut cur = txn
+                .open_ro_cursor(dbs.staging_blocks)
+                .map_err(StoreError::lmdb("cursor"))?;
+            for item in cur.iter_from(be(from)) {
+                let (k, v) = item.map_err(StoreError::lmdb("cursor"))?;
+                let n = from_be(k).ok_or_else(|| StoreError::Corrupt("staged block key".into()))?;
+                if n > to || bytes + v.len() > max_bytes {
+                    break;
+                }
+                bytes += v.len();
+                out.push((n, v.to_vec()));
+            }
+            Ok(out)
+        })
     }
 
-    fn block_count(&self) -> Result<usize, StoreError> {
+    /// Number of staged blocks.
+    pub fn block_count(&self) -> Result<usize, StoreError> {
         self.store.read(|txn, dbs| {
             txn.stat(dbs.staging_blocks)
                 .map(|s| s.entries())
@@ -119,7 +115,41 @@ impl Staging for LmdbStaging {
         })
     }
 
-    fn clear(&mut self) -> Result<(), StoreError> {
+    /// Drops what is staged at or below `number` (committed), or everything
+    /// above it with `above` (a bad block was found there).
+    pub fn remove(&self, number: u64, above: bool) -> Result<(), StoreError> {
+        self.store.write(|txn, dbs| {
+            for db in [dbs.staging_hashes, dbs.staging_blocks] {
+                let keys: Vec<Vec<u8>> = {
+                    let mut cur = txn.open_ro_cursor(db).map_err(StoreError::lmdb("cursor"))?;
+                    let start = if above {
+                        be(number.saturating_add(1))
+                    } else {
+                        be(0)
+                    };
+                    let mut keys = Vec::new();
+                    for item in cur.iter_from(start) {
+                        let (k, _) = item.map_err(StoreError::lmdb("cursor"))?;
+                        if !above && from_be(k).is_some_and(|n| n > number) {
+                            break;
+                        }
+                        keys.push(k.to_vec());
+                    }
+                    keys
+                };
+                for k in keys {
+                    match txn.del(db, &k, None) {
+                        Ok(()) | Err(lmdb::Error::NotFound) => {}
+                        Err(source) => return Err(StoreError::Lmdb { op: "del", source }),
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Drops everything staged.
+    pub fn clear(&self) -> Result<(), StoreError> {
         self.store.write(|txn, dbs| {
             txn.clear_db(dbs.staging_hashes)
                 .map_err(StoreError::lmdb("clear staging"))?;

@@ -86,7 +86,13 @@ impl Provenance {
         self.body = self.body.split_off(&(n + 1));
     }
 
-    /// Forgets everything (staging was dropped).
+    /// Forgets blocks above `n` (dropped from the window).
+    pub fn drop_above(&mut self, n: u64) {
+        self.hash.retain(|k, _| *k <= n);
+        self.body.retain(|k, _| *k <= n);
+    }
+
+    /// Forgets everything.
     pub fn clear(&mut self) {
         self.hash.clear();
         self.body.clear();

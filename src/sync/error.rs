@@ -49,3 +49,18 @@ pub enum StageError {
     #[error("shutting down")]
     Shutdown,
 }
+
+impl StageError {
+    /// Whether the sync cannot go on (reth's `is_fatal`): the node's chain
+    /// cannot be repaired. Everything else is retried.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, StageError::CannotUnwind(_))
+    }
+
+    /// Who pays for it: nobody, for every stage error (peers are blamed
+    /// where their data is judged, in `blame`; these are the node's own or
+    /// the network's).
+    pub fn fault(&self) -> super::blame::Fault {
+        super::blame::Fault::Local
+    }
+}

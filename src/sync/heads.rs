@@ -8,16 +8,17 @@
 //! serve below its claim (see `block_hashes`). "Synced" is decided by the
 //! same quorum: fewer answers than `MinPeers` decide nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use libp2p_identity::PeerId;
 
 use super::blame::Fault;
-use super::context::SyncContext;
-use super::error::StageError;
-use crate::request::{Priority, RequestOptions};
+use super::machine::{Action, Phase, ReqId, ReqKind, SyncMachine};
+use crate::chain::StageId;
+use crate::net::StreamId;
+use crate::request::Priority;
 use crate::wire::{Request, Response};
 
 /// How long stragglers get once a majority of streams answered.
@@ -81,84 +82,197 @@ pub fn quorum_target(votes: &[Vote], min_peers: usize, per_ip: usize) -> Result<
     Ok(heights[heights.len() / 2])
 }
 
-/// Runs Heads; returns the target (≥ our head).
-pub fn run(ctx: &mut SyncContext) -> Result<u64, StageError> {
-    let streams = ctx.streams();
-    let need = ctx.settings.min_peers.max(1);
-    if streams.len() < need {
-        return Err(StageError::NotEnoughStreams {
-            have: streams.len(),
-            need,
-        });
+/// One round of Heads: who was asked, who answered what.
+#[derive(Clone, Debug)]
+pub struct HeadsRound {
+    /// Streams asked and not yet answered or failed.
+    pub(super) pending: HashSet<StreamId>,
+    /// Streams asked.
+    pub(super) asked: usize,
+    /// Votes so far.
+    pub(super) votes: Vec<Vote>,
+    /// When to decide with what is there (2 s, or 200 ms after a
+    /// majority answered).
+    pub(super) deadline: Instant,
+}
+
+impl HeadsRound {
+    /// Whether every stream asked has answered or failed.
+    pub fn complete(&self) -> bool {
+        self.pending.is_empty()
     }
-    // Every stream is asked; once a majority has answered, stragglers get
-    // only HEADS_GRACE more (a silent peer must not hold up every cycle).
-    let timeout = ctx.settings.request_timeout.min(HEADS_TIMEOUT);
-    let asked: Vec<_> = streams
-        .iter()
-        .map(|s| {
-            let opts = RequestOptions {
-                priority: Priority::High,
-                whitelist: Some(vec![s.id]),
-                blacklist: vec![],
-                timeout: Some(timeout),
-            };
-            (
-                s.clone(),
-                ctx.host.requests().submit(Request::GetBlockNumber, opts),
-            )
-        })
-        .collect();
-    let majority = asked.len() / 2 + 1;
-    let mut deadline = Instant::now() + HEADS_TIMEOUT;
-    let mut votes = Vec::new();
-    // Answers in the order they arrive, so a stream that is gone or silent
-    // holds up nobody once a majority answered.
-    let mut pending: Vec<usize> = (0..asked.len()).collect();
-    while !pending.is_empty() {
-        let mut sel = crossbeam::channel::Select::new();
-        for &i in &pending {
-            sel.recv(&asked[i].1);
+
+    /// `stream` will not answer.
+    pub fn failed(&mut self, stream: StreamId) {
+        self.pending.remove(&stream);
+    }
+}
+
+impl SyncMachine {
+    /// Asks every live stream its height (a new round of Heads).
+    fn heads_round(&mut self, now: Instant) -> Option<HeadsRound> {
+        let streams: Vec<StreamId> = self.links.keys().copied().collect();
+        let need = self.settings.min_peers.max(1);
+        if streams.len() < need {
+            self.status.last_error = Some(format!("only {} streams, need {need}", streams.len()));
+            self.touch();
+            return None;
         }
-        let Ok(op) = sel.select_deadline(deadline) else {
-            break;
-        };
-        let i = pending.remove(op.index());
-        let (info, rx) = &asked[i];
-        match op.recv(rx) {
-            Ok(Ok((Response::BlockNumber { number, .. }, stream))) => {
-                ctx.claimed.insert(stream, number);
-                let height = ctx
-                    .height_caps
-                    .get(&stream)
-                    .map_or(number, |c| number.min(*c));
-                votes.push(Vote {
-                    peer: info.peer_id,
-                    ip: info.addr.ip(),
-                    height,
-                });
-            }
-            Ok(Ok((_, stream))) => ctx.blame(
+        for s in &streams {
+            self.submit(
+                ReqKind::Heads,
+                Request::GetBlockNumber,
+                *s,
+                Priority::High,
+                0,
+                now,
+            );
+        }
+        Some(HeadsRound {
+            pending: streams.iter().copied().collect(),
+            asked: streams.len(),
+            votes: Vec::new(),
+            deadline: now + HEADS_TIMEOUT.min(self.settings.request_timeout),
+        })
+    }
+
+    /// Starts a cycle with a round of Heads (the stage Heads).
+    pub(super) fn start_heads(&mut self, now: Instant) {
+        self.enter(StageId::Heads);
+        match self.heads_round(now) {
+            Some(r) => self.phase = Phase::Heads(r),
+            None => self.idle_for(now, None),
+        }
+    }
+
+    /// A height answer.
+    pub(super) fn on_heads_answer(&mut self, stream: StreamId, resp: Response, now: Instant) {
+        let Response::BlockNumber { number, .. } = resp else {
+            self.blame(
                 stream,
                 Fault::Useless,
                 "GetBlockNumber answered with another type",
-            ),
-            _ => {}
-        }
-        if votes.len() == majority {
-            deadline = deadline.min(Instant::now() + HEADS_GRACE);
+            );
+            return;
+        };
+        self.claimed.insert(stream, number);
+        let height = self
+            .height_caps
+            .get(&stream)
+            .map_or(number, |c| number.min(*c));
+        let Some(info) = self.infos.get(&stream) else {
+            return;
+        };
+        let vote = Vote {
+            peer: info.peer_id,
+            ip: info.addr.ip(),
+            height,
+        };
+        for r in [
+            match &mut self.phase {
+                Phase::Heads(r) => Some(r),
+                _ => None,
+            },
+            self.bg_heads.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if r.pending.remove(&stream) {
+                r.votes.push(vote);
+                if r.votes.len() == r.asked / 2 + 1 {
+                    r.deadline = r.deadline.min(now + HEADS_GRACE);
+                }
+            }
         }
     }
-    let target = quorum_target(&votes, need, ctx.settings.heads_votes_per_ip).map_err(|q| {
-        StageError::NotEnoughStreams {
-            have: q.have,
-            need: q.need,
+
+    /// The quorum's target for `round`, or why there is none.
+    fn target_of(&self, round: &HeadsRound) -> Result<u64, NoQuorum> {
+        quorum_target(
+            &round.votes,
+            self.settings.min_peers.max(1),
+            self.settings.heads_votes_per_ip,
+        )
+        .map(|t| t.max(self.head()))
+    }
+
+    /// Decides the round of Heads that started the cycle.
+    pub(super) fn decide_heads(&mut self, now: Instant) {
+        let Phase::Heads(round) = std::mem::replace(&mut self.phase, Phase::Sync) else {
+            return;
+        };
+        for s in &round.pending {
+            self.cancel_kind(*s, |k| matches!(k, ReqKind::Heads));
         }
-    })?;
-    let head = ctx.backend.head()?.number;
-    let target = target.max(head);
-    ctx.status.write().target = target;
-    Ok(target)
+        match self.target_of(&round) {
+            Err(q) => {
+                self.status.last_error = Some(format!("only {} streams, need {}", q.have, q.need));
+                self.idle_for(now, None);
+            }
+            Ok(target) => {
+                self.target = target;
+                self.status.target = target;
+                let head = self.head();
+                self.status.synced = target <= head;
+                self.touch();
+                if target <= head {
+                    self.idle_backoff = super::finish::IDLE_BACKOFF_START;
+                    if self.exit_when_synced {
+                        self.outcome = Some(super::SyncOutcome::Synced { head, target });
+                    }
+                    self.status.stage = None;
+                    self.phase = Phase::Idle {
+                        until: now + self.settings.idle_interval,
+                    };
+                    return;
+                }
+                self.start_cycle(now);
+            }
+        }
+    }
+
+    /// Decides a round of Heads run beside the download: the target moves
+    /// (a lower one drops the window above it).
+    pub(super) fn decide_bg_heads(&mut self, now: Instant) {
+        let Some(round) = self.bg_heads.take() else {
+            return;
+        };
+        for s in &round.pending {
+            self.cancel_kind(*s, |k| matches!(k, ReqKind::Heads));
+        }
+        if let Ok(target) = self.target_of(&round) {
+            if target != self.target {
+                self.set_target(target, now);
+            }
+        }
+    }
+
+    /// Starts a round of Heads beside the download.
+    pub(super) fn refresh_target(&mut self, now: Instant) {
+        if self.bg_heads.is_none() {
+            self.bg_heads = self.heads_round(now);
+        }
+    }
+
+    /// Cancels `stream`'s requests of a kind.
+    fn cancel_kind(&mut self, stream: StreamId, kind: impl Fn(&ReqKind) -> bool) {
+        let ids: Vec<ReqId> = self
+            .reqs
+            .iter()
+            .filter(|(_, r)| r.stream == stream && kind(&r.kind))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(r) = self.reqs.remove(&id) {
+                self.reserved -= r.reserved;
+                if let Some(l) = self.links.get_mut(&r.stream) {
+                    l.on_failure();
+                }
+            }
+            self.actions.push_back(Action::Cancel { id });
+        }
+    }
 }
 
 #[cfg(test)]

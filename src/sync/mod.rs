@@ -1,38 +1,81 @@
-//! The staged sync pipeline (DESIGN.md §9): Heads → SyncEpoch → ShortRange
-//! → BlockHashes → BlockBodies → States → Finish, cycle after cycle, on the
-//! `sync` thread. One file per stage; [`stage`] lists them in order and
-//! defines the [`Stage`] trait; [`pipeline`] runs them; errors classify
-//! themselves in [`error`].
+//! The staged sync (DESIGN.md §9) as a sans-IO streaming machine.
+//!
+//! - [`machine`]: [`SyncMachine`], the whole logic: `handle_*(…, now)`
+//!   inputs, polled [`Action`]s, `next_deadline()`; no blocking, no clock,
+//!   no channel, socket or store handle. Its module docs give the call
+//!   order.
+//! - One file per stage, each holding that stage's part of the machine, in
+//!   the guide's order (the order itself is [`StageId::ALL`]):
+//!   [`heads`], [`sync_epoch`], [`short_range`], [`block_hashes`],
+//!   [`block_bodies`], [`states`], [`finish`]. The stages run **per batch**:
+//!   a cycle's range is a window of slots that BlockHashes and BlockBodies
+//!   fill out of order over every stream while States verifies and commits
+//!   its prefix in order, so downloads of later batches (and cycles)
+//!   overlap the verification and commit of earlier ones.
+//! - [`window`]: per-stream request windows from the measured
+//!   bandwidth-delay product; streams ranked by delivered bytes/s.
+//! - [`blame`]: who pays for what, in one place; [`claims`]: hash claims
+//!   waiting for proof.
+//! - Threads: [`driver`] (the `sync` thread, a thin adapter), [`writer`]
+//!   (`sync-writer`, the one LMDB writer), and rayon for verification.
+//!
+//! Checkpoints: BlockHashes and BlockBodies record the highest number up to
+//! which everything is staged, in the same LMDB transaction as the staged
+//! data (`UseMemDB = false`); States, the head, in the commit's. A
+//! restarted node reads them and keeps what is staged.
 //!
 //! Verification is the anchor of blame: a block is accepted only if it
-//! hashes to a hash the hash stage staged, matches its tx root, links to
-//! our chain and is covered by a verified commit signature of the
-//! committee its epoch's chain of hand-overs established (see
-//! `chain::verify`). Who pays for what is decided in one place, [`blame`];
-//! hash claims that cannot be proven at once wait in [`claims`]. Heads
-//! decides the target by quorum ([`heads`]). Before its first cycle the
-//! pipeline audits the node's own chain and unwinds an invalid branch.
+//! hashes to a hash BlockHashes staged, matches its tx root, links to the
+//! chain and is covered by a verified commit signature of the committee its
+//! epoch's chain of hand-overs established (see `chain::verify`).
 
 pub mod blame;
 pub mod block_bodies;
 pub mod block_hashes;
 pub mod claims;
-pub mod context;
+pub mod driver;
 pub mod error;
 pub mod finish;
 pub mod heads;
-pub mod pipeline;
+pub mod machine;
 pub mod settings;
 pub mod short_range;
-pub mod stage;
-mod stage_id;
 pub mod states;
+pub mod status;
 pub mod sync_epoch;
-pub mod turbo;
+pub mod window;
+pub mod writer;
 
-pub use context::{SyncContext, SyncStatus};
+pub use crate::chain::StageId;
+pub use driver::SyncThread;
 pub use error::StageError;
-pub use pipeline::{CycleOutcome, Pipeline, SyncOutcome};
+pub use machine::{Action, CommitJob, Restored, Start, SyncMachine, Tip, VerifyJob};
 pub use settings::SyncSettings;
-pub use stage::{Cycle, ExecOutput, Stage};
-pub use stage_id::StageId;
+pub use status::SyncStatus;
+
+use serde::Serialize;
+
+/// How the sync ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum SyncOutcome {
+    /// It reached the target the Heads quorum decided (only with
+    /// `exit_when_synced`).
+    Synced {
+        /// The head reached.
+        head: u64,
+        /// The quorum's target.
+        target: u64,
+    },
+    /// It was asked to stop first.
+    Stopped {
+        /// The head at the stop.
+        head: u64,
+        /// The last target Heads decided (0 if none yet).
+        target: u64,
+    },
+    /// It cannot go on (e.g. its chain is on an invalid branch it cannot
+    /// unwind).
+    Failed(String),
+}
+#[cfg(test)]
+mod tests;

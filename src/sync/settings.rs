@@ -11,7 +11,8 @@ use crate::config::{StagedSyncConfig, SyncConfig};
 pub struct SyncSettings {
     /// `[Sync.StagedSyncCfg]`.
     pub staged: StagedSyncConfig,
-    /// `Concurrency`: download batches in flight.
+    /// `Concurrency`: kept for the guide; request windows are sized per
+    /// stream from its link (see `window`).
     pub concurrency: usize,
     /// `MinPeers`: distinct peers whose heights Heads needs to decide a
     /// target (and "synced").
@@ -26,17 +27,18 @@ pub struct SyncSettings {
     /// Within this many blocks of the target, ShortRange syncs instead of
     /// the long-range stages.
     pub short_range_threshold: u64,
-    /// Hashes per `GetBlockHashes` batch (≤ 1024).
+    /// Hashes per `GetBlockHashes` request (≤ 1024).
     pub hash_batch: usize,
-    /// Blocks per `GetBlocksByHashes` batch (≤ 128).
+    /// Most blocks per `GetBlocksByHashes` request (≤ 128; slow streams
+    /// get smaller ones).
     pub body_batch: usize,
     /// Per-request time limit.
     pub request_timeout: Duration,
     /// Watchdog: a cycle with no progress for this long restarts.
     pub stall_timeout: Duration,
-    /// Most blocks one cycle stages (memory bound when
-    /// `MaxBlocksPerSyncCycle` is 0).
-    pub max_staged_blocks: u64,
+    /// `MaxStagedBytes`: the byte budget of downloaded, uncommitted blocks
+    /// and body requests in flight.
+    pub max_staged_bytes: usize,
     /// Pause between cycles once synced.
     pub idle_interval: Duration,
 }
@@ -56,7 +58,7 @@ impl SyncSettings {
             body_batch: 128,
             request_timeout: Duration::from_secs(20),
             stall_timeout: Duration::from_secs(60),
-            max_staged_blocks: 16_384,
+            max_staged_bytes: usize::try_from(s.staged.max_staged_bytes).unwrap_or(usize::MAX),
             idle_interval: Duration::from_secs(2),
         }
     }
@@ -76,6 +78,6 @@ impl SyncSettings {
         if self.staged.max_blocks_per_sync_cycle > 0 {
             end = end.min(head + self.staged.max_blocks_per_sync_cycle);
         }
-        end.min(head + self.max_staged_blocks)
+        end
     }
 }

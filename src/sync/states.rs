@@ -1,218 +1,418 @@
-//! States: staged blocks in order, in batches of `InsertChainBatchSize` (one
-//! batch for cycles up to `MaxMemSyncCycleSize`): parent links and commit
-//! signatures verified in parallel on rayon (every block with
-//! `VerifyAllSig`, else the sample `chain::verify::sampled` chooses, which
-//! always covers every block of the batch through the hash chain), then
-//! executed and committed atomically with the stage progress. Nothing of a
-//! batch is committed unless all of it is covered by a verified signature.
+//! States: the downloaded prefix of the window, in order, cut into batches
+//! (the whole cycle when it is at most `MaxMemSyncCycleSize` blocks, else
+//! `InsertChainBatchSize`), verified on rayon (`Verify` actions, up to two
+//! batches at once, each against the last block of the one before) and
+//! committed in order by the writer (`Commit`), while the network fetches
+//! the batches after. Parent links and commit signatures are verified:
+//! every block with `VerifyAllSig` or in ShortRange, else the sample
+//! `chain::verify::sampled` chooses, which always covers every block of the
+//! batch through the hash chain. Nothing of a batch is committed unless all
+//! of it is covered by a verified signature, and a batch is committed only
+//! after every batch before it.
 //!
-//! A failure is judged in one place (`blame`): the streams proven to have
-//! sent invalid data are removed, staging is dropped and the cycle
-//! re-downloads from the head. A commit settles the pending hash claims
+//! A failed batch is judged only once every batch before it has verified
+//! (its parent must be canonical), in one place (`blame::judge`): the
+//! streams proven to have sent invalid data pay, and everything from the
+//! batch on is downloaded again. A commit settles the pending hash claims
 //! (`claims`): peers whose claims the committed blocks contradict are
 //! proven liars.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::blame::{judge, resolve_break, Fault, Verdict};
-use super::context::SyncContext;
-use super::error::StageError;
-use super::stage_id::StageId;
-use crate::chain::backend::InsertBatch;
-use crate::chain::verify::{verify_segment, CommitteeKeys, SigPolicy};
-use crate::chain::{BackendError, BlockWithSig, ChainSpec, VerifyError};
+use super::finish::Stat;
+use super::machine::{
+    charge, Action, Batch, BatchId, BatchState, CommitError, CommitJob, SyncMachine, Tip, VerifyJob,
+};
+use crate::chain::verify::{verify_segment, CommitteeKeys, SegmentCheck, SigPolicy};
+use crate::chain::{SealedBlock, StageId, VerifyError};
 use crate::metrics::names;
 
-/// Verifies and inserts the staged blocks `from..=to`.
-pub fn run(ctx: &mut SyncContext, from: u64, to: u64) -> Result<(), StageError> {
-    let spec = ctx.backend.chain_spec().clone();
-    let cycle_len = (to + 1).saturating_sub(from);
-    let batch = if cycle_len <= ctx.settings.staged.max_mem_sync_cycle_size {
-        cycle_len.max(1)
-    } else {
-        ctx.settings.staged.insert_chain_batch_size as u64
-    };
-    let policy = ctx.settings.sig_policy();
-    let mut n = from;
-    while n <= to {
-        ctx.check()?;
-        let end = (n + batch - 1).min(to);
-        let mut blocks: Vec<BlockWithSig> = Vec::with_capacity((end + 1 - n) as usize);
-        for k in n..=end {
-            match ctx
-                .staging
-                .block(k)
-                .map_err(|e| StageError::Local(e.into()))?
+/// Batches verifying at once.
+const MAX_VERIFYING: usize = 2;
+/// Pause before committing again after the writer failed.
+const COMMIT_RETRY: Duration = Duration::from_millis(500);
+
+impl SyncMachine {
+    /// Last block of the batch starting at `first`.
+    pub(super) fn batch_end(&self, first: u64) -> u64 {
+        let per = self.settings.staged.max_blocks_per_sync_cycle;
+        let (cycle_first, cycle_last) = if per == 0 || first <= self.cycle_end {
+            (self.cycle_start, self.cycle_end.max(first))
+        } else {
+            // A later cycle (Turbo): where it will start and end.
+            let k = (first - self.cycle_start) / per;
+            let s = self.cycle_start + k * per;
+            (s, (s + per - 1).min(self.target))
+        };
+        let len = cycle_last + 1 - cycle_first;
+        let size = if len <= self.settings.staged.max_mem_sync_cycle_size {
+            len
+        } else {
+            self.settings.staged.insert_chain_batch_size.max(1) as u64
+        };
+        let by_size = cycle_first + ((first - cycle_first) / size + 1) * size - 1;
+        by_size.min(cycle_last).min(self.target)
+    }
+
+    /// The highest block of a batch being committed (the head if none).
+    pub(super) fn committing_to(&self) -> u64 {
+        self.batches
+            .iter()
+            .filter(|b| matches!(b.state, BatchState::Committing))
+            .map(|b| b.last)
+            .max()
+            .unwrap_or(self.head())
+    }
+
+    /// The committee of `epoch` for a batch starting at `first`: known, or
+    /// named by a block of an earlier batch (verified before this batch
+    /// commits).
+    fn committee_for(&self, epoch: u64, first: u64) -> Option<Arc<CommitteeKeys>> {
+        if let Some(k) = self.committees.get(&epoch) {
+            return Some(k.clone());
+        }
+        let naming = self.spec.epoch_last_block(epoch.checked_sub(1)?);
+        if naming >= first {
+            return None;
+        }
+        let b = self
+            .batches
+            .iter()
+            .find(|b| b.first <= naming && naming <= b.last)?;
+        let blk = b.blocks.get((naming - b.first) as usize)?;
+        let c = blk.block.block.body.committee();
+        CommitteeKeys::new(epoch, &c, naming).ok().map(Arc::new)
+    }
+
+    /// Forms batches from the downloaded prefix, and commits verified ones
+    /// in order.
+    pub(super) fn advance_batches(&mut self, now: Instant) {
+        while self
+            .batches
+            .iter()
+            .filter(|b| matches!(b.state, BatchState::Verifying))
+            .count()
+            < MAX_VERIFYING
+        {
+            let first = self.verify_next;
+            if first > self.target {
+                break;
+            }
+            let last = self.batch_end(first);
+            if last < first
+                || !(first..=last).all(|n| self.slot(n).is_some_and(|s| s.body.is_some()))
             {
-                Some(b) => blocks.push(b),
-                None => return Err(StageError::Stalled(ctx.last_progress.elapsed())),
+                break;
+            }
+            let first_epoch = self.spec.epoch_of(first);
+            let Some(k) = self.committee_for(first_epoch, first) else {
+                break; // SyncEpoch will bring it
+            };
+            // SyncEpoch still fetching a committee the batch spans: wait
+            // for it (established committees win over named ones, and
+            // blame needs them to judge a break).
+            let last_epoch = self.spec.epoch_of(last);
+            if (first_epoch + 1..=last_epoch)
+                .any(|e| !self.committees.contains_key(&e) && self.epoch_pending(e, now))
+            {
+                break;
+            }
+            let mut committees = HashMap::new();
+            committees.insert(first_epoch, k);
+            for e in first_epoch + 1..=last_epoch {
+                if let Some(k) = self.committees.get(&e) {
+                    committees.insert(e, k.clone());
+                }
+            }
+            let parent = match self.batches.back() {
+                Some(b) => match b.blocks.last() {
+                    Some(p) => (p.block.block.header.clone(), p.hash),
+                    None => break,
+                },
+                None => (self.tip.header.clone(), self.tip.hash),
+            };
+            let mut blocks = Vec::with_capacity((last - first + 1) as usize);
+            for n in first..=last {
+                if let Some(s) = self.slot_mut(n) {
+                    s.batched = true;
+                    if let Some(b) = s.body.take() {
+                        blocks.push(b);
+                    }
+                }
+            }
+            let short = self.short_range && first >= self.cycle_start && last <= self.cycle_end;
+            let policy = if short {
+                SigPolicy::All
+            } else {
+                self.settings.sig_policy()
+            };
+            let id = self.next_batch;
+            self.next_batch += 1;
+            let blocks = Arc::new(blocks);
+            self.actions.push_back(Action::Verify(Box::new(VerifyJob {
+                batch: id,
+                parent,
+                blocks: blocks.clone(),
+                policy,
+                committees: committees.clone(),
+                spec: self.spec.clone(),
+            })));
+            self.batches.push_back(Batch {
+                id,
+                first,
+                last,
+                blocks,
+                policy,
+                committees,
+                state: BatchState::Verifying,
+                short_range: short,
+            });
+            self.verify_next = last + 1;
+            self.enter(StageId::States);
+            self.touch();
+        }
+        if self.commit_retry.is_some_and(|t| now < t) {
+            return;
+        }
+        self.commit_retry = None;
+        for i in 0..self.batches.len() {
+            match self.batches[i].state {
+                BatchState::Committing => continue,
+                BatchState::Verified => {
+                    self.batches[i].state = BatchState::Committing;
+                    let job = self.commit_job(i);
+                    self.actions.push_back(Action::Commit(job));
+                }
+                BatchState::Failed(_) => {
+                    // Every batch before it verified: judge it now.
+                    if let BatchState::Failed(check) =
+                        std::mem::replace(&mut self.batches[i].state, BatchState::Verifying)
+                    {
+                        self.reject(i, check, now);
+                    }
+                    return;
+                }
+                BatchState::Verifying => return,
             }
         }
-        let started = Instant::now();
-        let count = blocks.len() as u64;
-        let bytes: u64 = blocks.iter().map(|b| b.to_bytes().len() as u64).sum();
-        let committed = verify_and_insert(
-            ctx,
-            &spec,
-            blocks,
-            policy,
-            vec![
-                (StageId::BlockHashes, end),
-                (StageId::BlockBodies, end),
-                (StageId::States, end),
-            ],
-        )?;
-        metrics::counter!(names::NUM_BLOCKS_SYNCED_LONG_RANGE).increment(count);
-        {
-            ctx.note_commit(count);
-            let mut s = ctx.status.write();
-            s.head = committed;
-            s.blocks_synced += count;
-            s.bytes_synced += bytes;
-            s.insert_batches += 1;
+    }
+
+    /// The commit of batch `i` with the checkpoints it completes.
+    fn commit_job(&self, i: usize) -> CommitJob {
+        let b = &self.batches[i];
+        let mut progress = vec![(StageId::Heads, self.target)];
+        if self.persist {
+            progress.push((StageId::BlockHashes, self.hashed_to.max(b.last)));
+            progress.push((StageId::BlockBodies, self.bodies_to.max(b.last)));
+        } else {
+            progress.push((StageId::BlockHashes, b.last));
+            progress.push((StageId::BlockBodies, b.last));
         }
-        if ctx.settings.staged.log_progress {
+        progress.push((StageId::States, b.last));
+        if b.short_range {
+            progress.push((StageId::ShortRange, b.last));
+        }
+        if b.last == self.cycle_end {
+            progress.push((StageId::Finish, b.last));
+        }
+        CommitJob {
+            batch: b.id,
+            blocks: b.blocks.clone(),
+            progress,
+            unstage: self.persist,
+        }
+    }
+
+    /// A verification result.
+    pub(super) fn on_verified(&mut self, id: BatchId, check: SegmentCheck, _now: Instant) {
+        let Some(b) = self.batches.iter_mut().find(|b| b.id == id) else {
+            return; // dropped meanwhile
+        };
+        self.status.sigs_verified += check.sigs_checked.len() as u64;
+        b.state = if check.is_valid() {
+            BatchState::Verified
+        } else {
+            BatchState::Failed(check)
+        };
+        self.touch();
+    }
+
+    /// A commit result.
+    pub(super) fn on_committed(
+        &mut self,
+        id: BatchId,
+        result: Result<(), CommitError>,
+        now: Instant,
+    ) {
+        if self.batches.front().map(|b| b.id) != Some(id) {
+            return;
+        }
+        if let Err(CommitError(e)) = result {
+            // Covered by verified signatures: a failure here is the node's
+            // own (storage, or its state). Blame nobody, try again.
+            tracing::error!(error = %e, "commit failed");
+            if let Some(b) = self.batches.front_mut() {
+                b.state = BatchState::Verified;
+            }
+            let n = self
+                .batches
+                .iter()
+                .filter(|b| matches!(b.state, BatchState::Committing))
+                .count();
+            for b in self.batches.iter_mut() {
+                if matches!(b.state, BatchState::Committing) {
+                    b.state = BatchState::Verified;
+                }
+            }
+            let _ = n;
+            self.status.last_error = Some(format!("local storage: {e}"));
+            self.stat(Stat::Counter(names::FAILED_DOWNLOAD, 1));
+            self.commit_retry = Some(now + COMMIT_RETRY);
+            self.touch();
+            return;
+        }
+        let Some(b) = self.batches.pop_front() else {
+            return;
+        };
+        let count = b.blocks.len() as u64;
+        let bytes: u64 = b.blocks.iter().map(|x| x.len() as u64).sum();
+        for blk in b.blocks.iter() {
+            self.held = self.held.saturating_sub(charge(blk.len()));
+            let n = blk.number();
+            if self.spec.is_epoch_last(n) {
+                let e = self.spec.epoch_of(n) + 1;
+                if let std::collections::hash_map::Entry::Vacant(v) = self.committees.entry(e) {
+                    if let Ok(k) = CommitteeKeys::new(e, &blk.block.block.body.committee(), n) {
+                        v.insert(Arc::new(k));
+                    }
+                }
+            }
+        }
+        if let Some(last) = b.blocks.last() {
+            self.tip = Tip {
+                header: last.block.block.header.clone(),
+                hash: last.hash,
+            };
+        }
+        let drop = (count as usize).min(self.slots.len());
+        self.slots.drain(..drop);
+        self.hashed_to = self.hashed_to.max(b.last);
+        self.bodies_to = self.bodies_to.max(b.last);
+        self.hash_next = self.hash_next.max(b.last + 1);
+        self.body_next = self.body_next.max(b.last + 1);
+        self.hedged.retain(|id| self.reqs.contains_key(id));
+        let hashes: Vec<(u64, crate::crypto::B256)> =
+            b.blocks.iter().map(|x| (x.number(), x.hash)).collect();
+        self.prov.prune_to(b.last);
+        let liars = self.claims.settle(&hashes);
+        for peer in liars {
+            self.status.liars_proven += 1;
+            tracing::warn!(%peer, "its block hashes contradict the verified chain");
+            self.actions.push_back(Action::Blame {
+                stream: 0,
+                peer: Some(peer),
+                fault: Fault::ProvenInvalid,
+                why: "its block hashes contradict the verified chain".into(),
+            });
+        }
+        self.stat(Stat::Counter(names::NUM_BLOCKS_SYNCED_LONG_RANGE, count));
+        if b.short_range {
+            self.status.short_ranges += 1;
+            self.stat(Stat::Histogram(
+                names::NUM_BLOCKS_INSERTED_SHORT_RANGE,
+                count as f64,
+            ));
+        }
+        let ms = self.ms_since_start(now);
+        let s = &mut self.status;
+        s.head = b.last;
+        s.blocks_synced += count;
+        s.bytes_synced += bytes;
+        s.insert_batches += 1;
+        s.last_error = None;
+        s.note_commit(ms, count);
+        if self.settings.staged.log_progress {
             tracing::info!(
-                head = end,
-                target = ctx.status.read().target,
+                head = b.last,
+                target = self.target,
                 blocks = count,
-                ms = started.elapsed().as_millis() as u64,
                 "States: batch inserted"
             );
         }
-        ctx.progressed();
-        n = end + 1;
+        self.progressed(now);
+        self.touch();
+        if b.last >= self.cycle_end {
+            self.finish_cycle(now);
+        }
     }
-    Ok(())
-}
 
-/// Verifies `blocks` (extending the head) with `policy` and, if valid,
-/// executes and commits them with `progress` in one transaction, then
-/// settles the hash claims they prove. Returns the new head number. On a
-/// failure, blames who is proven at fault (see `reject`). Shared by
-/// States and ShortRange.
-pub fn verify_and_insert(
-    ctx: &mut SyncContext,
-    spec: &ChainSpec,
-    blocks: Vec<BlockWithSig>,
-    policy: SigPolicy,
-    progress: Vec<(StageId, u64)>,
-) -> Result<u64, StageError> {
-    let head = ctx.backend.head()?;
-    let parent = ctx
-        .backend
-        .header_by_number(head.number)?
-        .ok_or_else(|| StageError::Local(BackendError::Storage("head header missing".into())))?;
-    let (Some(first), Some(last)) = (
-        blocks.first().map(|b| b.block.number()),
-        blocks.last().map(|b| b.block.number()),
-    ) else {
-        return Ok(head.number);
-    };
-    // Committees of every epoch the batch spans (cache, chain, SyncEpoch).
-    let mut committees: HashMap<u64, Arc<CommitteeKeys>> = HashMap::new();
-    for e in spec.epoch_of(first)..=spec.epoch_of(last) {
-        if let Some(k) = ctx.committee(e) {
-            committees.insert(e, k);
-        }
-    }
-    let known = |e: u64| committees.get(&e).cloned();
-    let check = verify_segment(spec, Some((&parent, &head.hash)), &blocks, policy, known);
-    ctx.status.write().sigs_verified += check.sigs_checked.len() as u64;
-    if let Some(err) = check.errors.into_iter().next() {
-        return Err(reject(ctx, spec, &blocks, err, policy, &committees));
-    }
-    let hashes: Vec<(u64, crate::crypto::B256)> = blocks
-        .iter()
-        .map(|b| (b.block.number(), b.block.hash()))
-        .collect();
-    let count = blocks.len() as u64;
-    match ctx
-        .backend
-        .insert_verified_batch(&InsertBatch { blocks, progress })
-    {
-        Ok(_) => {}
-        Err(BackendError::Invalid(err)) => {
-            metrics::counter!(names::NUM_BLOCKS_FAILED_LONG_RANGE).increment(count);
-            // Covered by verified signatures, so canonical: if it does not
-            // execute here, the node's own state is what is wrong.
-            tracing::error!(error = %err, "a verified block does not execute on the local state");
-            return Err(StageError::Local(BackendError::Invalid(err)));
-        }
-        Err(e) => {
-            metrics::counter!(names::NUM_BLOCKS_FAILED_LONG_RANGE).increment(count);
-            return Err(StageError::Local(e));
-        }
-    }
-    ctx.prov.prune_to(last);
-    for peer in ctx.claims.settle(&hashes) {
-        ctx.status.write().liars_proven += 1;
-        ctx.blame_peer(
-            peer,
-            Fault::ProvenInvalid,
-            "its block hashes contradict the verified chain",
-        );
-    }
-    Ok(last)
-}
-
-/// Blames whoever is proven to have sent invalid data for `err` (found in
-/// `blocks`), drops staging, and returns the stage error.
-fn reject(
-    ctx: &mut SyncContext,
-    spec: &ChainSpec,
-    blocks: &[BlockWithSig],
-    err: VerifyError,
-    policy: SigPolicy,
-    committees: &HashMap<u64, Arc<CommitteeKeys>>,
-) -> StageError {
-    let first = blocks.first().map_or(0, |b| b.block.number());
-    let last = blocks.last().map_or(0, |b| b.block.number());
-    metrics::counter!(names::NUM_BLOCKS_FAILED_LONG_RANGE).increment(1);
-    let mut verdict = judge(&err, last, &ctx.prov);
-    let mut why = err.to_string();
-    // A broken link between two sources: the blocks after it decide, each
-    // break further along at most once.
-    while let Verdict::LinkBreak(n) = verdict {
-        let from = (n.saturating_sub(first)) as usize;
-        let suffix = verify_segment(spec, None, &blocks[from..], policy, |e| {
-            committees.get(&e).cloned()
-        });
-        ctx.status.write().sigs_verified += suffix.sigs_checked.len() as u64;
-        let decided = suffix.errors.first();
-        verdict = resolve_break(n, first, last, decided.map_or(Ok(()), Err), &ctx.prov);
-        why = match decided {
-            Some(e) => format!("{why}; the blocks from {n} on: {e}"),
-            None => format!(
-                "{why}; the blocks from {n} on verify, so block {} is not canonical",
-                n - 1
-            ),
+    /// Batch `i` failed verification with `check`: blame who is proven at
+    /// fault, and download everything from the batch on again.
+    fn reject(&mut self, i: usize, check: SegmentCheck, now: Instant) {
+        let Some(b) = self.batches.get(i).cloned() else {
+            return;
         };
-        if verdict == Verdict::LinkBreak(n) {
-            verdict = Verdict::Local;
-        }
-    }
-    let mut blamed = 0;
-    match verdict {
-        Verdict::Proven(streams) => {
-            ctx.status.write().invalid_blocks += 1;
-            for s in &streams {
-                ctx.blame(*s, Fault::ProvenInvalid, &why);
+        let Some(err) = check.errors.into_iter().next() else {
+            return;
+        };
+        self.stat(Stat::Counter(names::NUM_BLOCKS_FAILED_LONG_RANGE, 1));
+        self.stat(Stat::Counter(names::FAILED_DOWNLOAD, 1));
+        let (verdict, why) =
+            self.judge_batch(&b.blocks, b.first, b.last, &err, b.policy, &b.committees);
+        let mut blamed = false;
+        match verdict {
+            Verdict::Proven(streams) => {
+                self.status.invalid_blocks += 1;
+                for s in &streams {
+                    self.blame(*s, Fault::ProvenInvalid, why.clone());
+                }
+                blamed = !streams.is_empty();
             }
-            blamed = streams.first().copied().unwrap_or(0);
+            Verdict::Local | Verdict::LinkBreak(_) => {
+                tracing::warn!(error = %why, "invalid batch that no peer is proven to have caused");
+            }
         }
-        Verdict::Local => {
-            tracing::warn!(error = %why, "invalid batch that no peer is proven to have caused");
-        }
-        Verdict::LinkBreak(_) => {}
+        tracing::warn!(error = %err, blamed, "invalid block: re-downloading");
+        self.status.last_error = Some(format!("invalid block: {err}"));
+        self.truncate_above(b.first - 1, now);
+        self.touch();
     }
-    // Everything staged may descend from the bad block: start over.
-    let _ = ctx.staging.clear();
-    ctx.prov.clear();
-    StageError::Invalid {
-        stream: blamed,
-        error: err,
+
+    /// The verdict on `err` found in `blocks`, settling link breaks by
+    /// verifying the blocks after them on their own (each at most once).
+    fn judge_batch(
+        &mut self,
+        blocks: &[SealedBlock],
+        first: u64,
+        last: u64,
+        err: &VerifyError,
+        policy: SigPolicy,
+        committees: &HashMap<u64, Arc<CommitteeKeys>>,
+    ) -> (Verdict, String) {
+        let mut verdict = judge(err, last, &self.prov);
+        let mut why = err.to_string();
+        while let Verdict::LinkBreak(n) = verdict {
+            let from = (n.saturating_sub(first)) as usize;
+            let suffix = verify_segment(&self.spec, None, &blocks[from..], policy, |e| {
+                committees.get(&e).cloned()
+            });
+            self.status.sigs_verified += suffix.sigs_checked.len() as u64;
+            let decided = suffix.errors.first();
+            verdict = resolve_break(n, first, last, decided.map_or(Ok(()), Err), &self.prov);
+            why = match decided {
+                Some(e) => format!("{why}; the blocks from {n} on: {e}"),
+                None => format!(
+                    "{why}; the blocks from {n} on verify, so block {} is not canonical",
+                    n - 1
+                ),
+            };
+            if verdict == Verdict::LinkBreak(n) {
+                verdict = Verdict::Local;
+            }
+        }
+        (verdict, why)
     }
 }

@@ -1,114 +1,174 @@
-//! SyncEpoch: fetch the block naming each epoch's committee up to the
-//! target (the last block of the previous epoch), verify them all in one
-//! parallel batch (each signed by the committee the one before it named),
-//! so States can verify blocks of any epoch in parallel.
+//! SyncEpoch: the committees of the epochs the window reaches, from the
+//! block naming each (the last block of the epoch before), each verified
+//! against the committee before it, in the background: batches never wait
+//! for it when the hand-over is in the window, but a committee it
+//! established always wins over one named inside a downloaded segment (a
+//! forged hand-over is then a `CommitteeMismatch`).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::blame::Fault;
-use super::context::SyncContext;
-use super::error::StageError;
+use super::finish::Stat;
+use super::machine::{ReqKind, SyncMachine};
 use crate::chain::verify::{sig_job, verify_body, CommitteeKeys};
 use crate::chain::{BlockWithSig, VerifyError};
 use crate::crypto::check_batch;
 use crate::metrics::names;
+use crate::net::StreamId;
 use crate::request::Priority;
 use crate::wire::{Request, Response};
 
-/// Establishes the committees of every epoch up to `upto`'s (the cycle's
-/// last block: bounded by the cycle, whatever height a peer claims).
-pub fn run(ctx: &mut SyncContext, upto: u64) -> Result<(), StageError> {
-    let target = upto;
-    let spec = ctx.backend.chain_spec().clone();
-    let head = ctx.backend.head()?.number;
-    let mut known = spec.epoch_of(head);
-    while ctx.committee(known + 1).is_some() {
-        known += 1;
+/// Epoch blocks asked at once.
+const EPOCHS_IN_FLIGHT: usize = 16;
+/// How long a batch spanning an epoch waits for SyncEpoch's committee
+/// before verifying with the committee named inside the window.
+pub(super) const EPOCH_WAIT: Duration = Duration::from_secs(1);
+
+impl SyncMachine {
+    /// Whether a request for epoch `e`'s block is in flight and young
+    /// enough to wait for.
+    pub(super) fn epoch_pending(&self, e: u64, now: Instant) -> bool {
+        self.reqs
+            .values()
+            .any(|r| matches!(r.kind, ReqKind::Epoch(x) if x == e) && now < r.sent + EPOCH_WAIT)
     }
-    let want = spec.epoch_of(target);
-    if known >= want {
-        return Ok(());
+
+    /// When the oldest epoch request stops being waited for.
+    pub(super) fn epoch_wait_deadline(&self) -> Option<Instant> {
+        self.reqs
+            .values()
+            .filter(|r| matches!(r.kind, ReqKind::Epoch(_)))
+            .map(|r| r.sent + EPOCH_WAIT)
+            .min()
     }
-    metrics::counter!(names::NUM_EPOCH_SYNC).increment(1);
-    let epochs: Vec<u64> = (known + 1..=want).collect();
-    let reqs = epochs
-        .iter()
-        .map(|e| (Request::GetEpochState(*e), ctx.opts(Priority::High, vec![])))
-        .collect();
-    let answers = ctx.request_all(reqs);
-    // Decode and pre-check; stop at the first epoch we cannot establish.
-    let mut blocks: Vec<(u64, BlockWithSig, u64)> = Vec::new();
-    for (e, a) in epochs.iter().zip(answers) {
-        let (resp, stream) = a?;
+
+    /// The highest epoch whose committee, and every one before it from the
+    /// head's, is established.
+    fn known_epoch(&self) -> u64 {
+        let mut e = self.spec.epoch_of(self.head());
+        while self.committees.contains_key(&(e + 1)) {
+            e += 1;
+        }
+        e
+    }
+
+    /// Asks for the epoch blocks the window needs.
+    pub(super) fn request_epochs(&mut self, now: Instant) {
+        let want = self.spec.epoch_of(self.window_end());
+        let known = self.known_epoch();
+        let asking = self
+            .reqs
+            .values()
+            .filter(|r| matches!(r.kind, ReqKind::Epoch(_)))
+            .count();
+        let mut room = EPOCHS_IN_FLIGHT.saturating_sub(asking);
+        for e in known + 1..=want {
+            if room == 0 {
+                break;
+            }
+            if self.epochs_asked.contains(&e) || self.epoch_blocks.contains_key(&e) {
+                continue;
+            }
+            let lacking = self.epoch_lacks.get(&e).cloned().unwrap_or_default();
+            let Some(s) = self
+                .ranked()
+                .into_iter()
+                .find(|s| !lacking.contains(s) && self.links.get(s).is_some_and(|l| l.has_room()))
+            else {
+                continue;
+            };
+            if self.epochs_asked.is_empty() {
+                self.stat(Stat::Counter(names::NUM_EPOCH_SYNC, 1));
+            }
+            self.epochs_asked.insert(e);
+            self.submit(
+                ReqKind::Epoch(e),
+                Request::GetEpochState(e),
+                s,
+                Priority::High,
+                0,
+                now,
+            );
+            room -= 1;
+        }
+    }
+
+    /// An epoch block arrived.
+    pub(super) fn on_epoch_answer(&mut self, e: u64, stream: StreamId, resp: Response) {
         let Response::EpochState(Some(bytes)) = resp else {
-            // Absent: the peer does not have it (soft), try again next cycle.
-            break;
+            // Absent or refused: soft; asked of another stream.
+            self.epochs_asked.remove(&e);
+            self.epoch_lacks.entry(e).or_default().push(stream);
+            return;
         };
         let Ok(b) = BlockWithSig::from_bytes(&bytes) else {
-            ctx.blame(stream, Fault::ProvenInvalid, "undecodable epoch block");
-            break;
+            self.blame(stream, Fault::ProvenInvalid, "undecodable epoch block");
+            return;
         };
-        if b.block.number() != spec.epoch_last_block(e - 1) {
-            ctx.blame(
+        if e == 0 || b.block.number() != self.spec.epoch_last_block(e - 1) {
+            self.blame(
                 stream,
                 Fault::ProvenInvalid,
                 "epoch block with the wrong number",
             );
-            break;
+            return;
         }
-        blocks.push((*e, b, stream));
+        self.epoch_blocks.insert(e, (b, stream));
+        self.extend_committees();
     }
-    // Committees named by the blocks, tentatively; a batch check of all the
-    // signatures then proves the whole chain of hand-overs at once.
-    let mut keys: Vec<Arc<CommitteeKeys>> = Vec::new();
-    let mut jobs = Vec::new();
-    let mut signer = match ctx.committee(known) {
-        Some(k) => k,
-        None => return Ok(()),
-    };
-    for (e, b, stream) in &blocks {
-        let h = &b.block.header;
-        let hash = h.hash();
-        let prepared = verify_body(&spec, &b.block)
-            .and_then(|c| {
-                c.ok_or(VerifyError::BadHandOver {
-                    number: h.number,
-                    reason: "epoch block names no committee".into(),
+
+    /// Establishes the committees whose naming blocks verify, in order.
+    fn extend_committees(&mut self) {
+        let mut established = 0u64;
+        loop {
+            let known = self.known_epoch();
+            let e = known + 1;
+            let Some((b, stream)) = self.epoch_blocks.remove(&e) else {
+                break;
+            };
+            let Some(signer) = self.committees.get(&known).cloned() else {
+                break;
+            };
+            let h = &b.block.header;
+            let hash = h.hash();
+            let prepared = verify_body(&self.spec, &b.block)
+                .and_then(|c| {
+                    c.ok_or(VerifyError::BadHandOver {
+                        number: h.number,
+                        reason: "epoch block names no committee".into(),
+                    })
                 })
-            })
-            .and_then(|c| CommitteeKeys::new(*e, &c, h.number))
-            .and_then(|k| {
-                sig_job(h.number, &hash, h.view_id, &b.commit_sig, &signer).map(|j| (k, j))
-            });
-        match prepared {
-            Ok((k, j)) => {
-                let k = Arc::new(k);
-                signer = k.clone();
-                keys.push(k);
-                jobs.push(j);
-            }
-            Err(err) => {
-                ctx.blame(*stream, Fault::ProvenInvalid, &err.to_string());
+                .and_then(|c| CommitteeKeys::new(e, &c, h.number))
+                .and_then(|k| {
+                    sig_job(h.number, &hash, h.view_id, &b.commit_sig, &signer).map(|j| (k, j))
+                });
+            let (k, job) = match prepared {
+                Ok(x) => x,
+                Err(err) => {
+                    self.blame(stream, Fault::ProvenInvalid, err.to_string());
+                    break;
+                }
+            };
+            let check = check_batch(std::slice::from_ref(&job));
+            self.status.sigs_verified += check.checked as u64;
+            if !check.bad.is_empty() {
+                self.blame(
+                    stream,
+                    Fault::ProvenInvalid,
+                    "epoch block signature invalid",
+                );
                 break;
             }
+            self.committees.insert(e, Arc::new(k));
+            established += 1;
+        }
+        if established > 0 {
+            self.stat(Stat::Histogram(
+                names::NUM_BLOCKS_INSERTED_EPOCH_SYNC,
+                established as f64,
+            ));
+            self.touch();
         }
     }
-    let batch = check_batch(&jobs);
-    let good = batch.bad.first().copied().unwrap_or(jobs.len());
-    if let Some(&i) = batch.bad.first() {
-        ctx.blame(
-            blocks[i].2,
-            Fault::ProvenInvalid,
-            "epoch block signature invalid",
-        );
-    }
-    ctx.status.write().sigs_verified += batch.checked as u64;
-    for k in keys.into_iter().take(good) {
-        ctx.committees.insert(k.epoch, k);
-    }
-    metrics::histogram!(names::NUM_BLOCKS_INSERTED_EPOCH_SYNC).record(good as f64);
-    if good > 0 {
-        ctx.progressed();
-    }
-    Ok(())
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use streamsync::chain::backend::InsertBatch;
+use streamsync::chain::StageId;
 use streamsync::chain::{
     BackendError, Block, BlockWithSig, ChainBackend, ChainSpec, CommitSig, Committee, HeadInfo,
     Header,
 };
 use streamsync::crypto::B256;
-use streamsync::sync::StageId;
 
 /// Called with each batch before it is committed.
 pub type OnInsert = Box<dyn Fn(&InsertBatch) + Send + Sync>;
@@ -21,6 +21,8 @@ pub struct Watched {
     inner: Arc<dyn ChainBackend>,
     /// Numbers of the blocks served (`block_with_sig_bytes`).
     pub served: Mutex<Vec<u64>>,
+    /// Numbers of the blocks served by hash (`GetBlocksByHashes`: bodies).
+    pub served_by_hash: Mutex<Vec<u64>>,
     /// Numbers whose hash was asked (`hash_by_number`).
     pub hashes_asked: Mutex<Vec<u64>>,
     /// (number, hash) of every block committed through it.
@@ -39,6 +41,7 @@ impl Watched {
         Arc::new(Watched {
             inner,
             served: Mutex::default(),
+            served_by_hash: Mutex::default(),
             hashes_asked: Mutex::default(),
             committed: Mutex::default(),
             on_insert: hook,
@@ -48,6 +51,7 @@ impl Watched {
     /// Forgets what was recorded so far.
     pub fn reset(&self) {
         self.served.lock().clear();
+        self.served_by_hash.lock().clear();
         self.hashes_asked.lock().clear();
         self.committed.lock().clear();
     }
@@ -110,6 +114,7 @@ impl ChainBackend for Watched {
         let b = self.inner.block_with_sig_bytes_by_hash(hash)?;
         if let (Some(n), Some(_)) = (n, &b) {
             self.served.lock().push(n);
+            self.served_by_hash.lock().push(n);
         }
         Ok(b)
     }

@@ -1,0 +1,542 @@
+//! Unit tests of the [`SyncMachine`] with a manual clock and scripted peers:
+//! no sockets, no threads, no sleeps. A tiny virtual network answers the
+//! machine's requests from each peer's copy of the chain after that peer's
+//! round trip; verification runs inline; commits go to an in-memory chain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::blame::Fault;
+use super::machine::{Action, Restored, SyncMachine, Tip};
+use super::settings::SyncSettings;
+use crate::chain::generator::Generator;
+use crate::chain::verify::CommitteeKeys;
+use crate::chain::{BlockWithSig, GenesisSpec, SealedBlock, StageId};
+use crate::config::{Config, Network};
+use crate::crypto::{NodeIdentity, B256};
+use crate::net::{StreamId, StreamInfo};
+use crate::request::RequestError;
+use crate::wire::{ProtocolId, Request, Response};
+
+/// How a scripted peer behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Peer {
+    /// Serves its chain.
+    Honest,
+    /// Never answers.
+    Silent,
+    /// Serves blocks with a corrupted body (tx root mismatch).
+    WrongBodies,
+}
+
+struct Remote {
+    info: StreamInfo,
+    behaviour: Peer,
+    /// One-way delay.
+    delay: Duration,
+    /// Blocks it knows, by number (1-based; index 0 is block 1).
+    height: u64,
+    /// Numbers of blocks it served.
+    served: Vec<u64>,
+}
+
+/// A scripted network around one machine.
+struct Net {
+    m: SyncMachine,
+    now: Instant,
+    blocks: Arc<Vec<BlockWithSig>>,
+    peers: Vec<Remote>,
+    /// Deliveries by time: (at, seq) → input.
+    queue: BTreeMap<(Instant, u64), Delivery>,
+    seq: u64,
+    committed: Vec<SealedBlock>,
+    blamed: Vec<(StreamId, Fault)>,
+    staged_writes: usize,
+    checkpoints: HashMap<StageId, u64>,
+    /// Verify jobs held back instead of run (to hold the writer busy).
+    hold_verify: bool,
+    held_verifies: Vec<super::machine::VerifyJob>,
+    max_budget: usize,
+    max_in_flight: HashMap<StreamId, usize>,
+}
+
+enum Delivery {
+    Response(u64, Result<(Response, StreamId), RequestError>),
+    Verified(Box<super::machine::VerifyJob>),
+    Committed(u64),
+}
+
+fn chain(
+    n: usize,
+) -> (
+    crate::chain::Genesis,
+    crate::chain::ChainSpec,
+    Vec<BlockWithSig>,
+) {
+    let spec = GenesisSpec {
+        seed: 3,
+        network: "localnet".into(),
+        shard_id: 0,
+        epoch_len: 50,
+        committee_size: 8,
+        accounts: 16,
+    };
+    let (mut g, genesis) = Generator::new(spec, 1).expect("spec");
+    let blocks = (0..n).map(|_| g.next_block().expect("block")).collect();
+    let cs = g.chain_spec().clone();
+    (genesis, cs, blocks)
+}
+
+fn settings() -> SyncSettings {
+    let mut c = Config::for_network(Network::Localnet);
+    c.sync.client = true;
+    let mut s = SyncSettings::from_sync(&c.sync);
+    s.min_peers = 1;
+    s.staged.max_blocks_per_sync_cycle = 0;
+    s
+}
+
+fn info(id: StreamId, ip: u8) -> StreamInfo {
+    StreamInfo {
+        id,
+        peer_id: NodeIdentity::generate().peer_id(),
+        addr: std::net::SocketAddr::from(([10, 0, 0, ip], 9000)),
+        protocol: ProtocolId::sync(Network::Localnet, 0),
+        inbound: false,
+    }
+}
+
+impl Net {
+    fn new(n: usize, peers: &[(Peer, u64)], tune: impl FnOnce(&mut SyncSettings)) -> Net {
+        Self::with(n, peers, tune, Restored::default(), false)
+    }
+
+    fn with(
+        n: usize,
+        peers: &[(Peer, u64)],
+        tune: impl FnOnce(&mut SyncSettings),
+        restored: Restored,
+        persist: bool,
+    ) -> Net {
+        let (genesis, spec, blocks) = chain(n);
+        let mut s = settings();
+        tune(&mut s);
+        let now = Instant::now();
+        let mut committees = HashMap::new();
+        committees.insert(
+            0,
+            Arc::new(CommitteeKeys::new(0, &genesis.block.body.committee(), 0).expect("keys")),
+        );
+        let tip = Tip {
+            header: genesis.block.header.clone(),
+            hash: genesis.block.hash(),
+        };
+        let start = super::machine::Start {
+            tip,
+            committees,
+            restored,
+            persist,
+            exit_when_synced: true,
+        };
+        let m = SyncMachine::new(s, spec, start, now);
+        let peers = peers
+            .iter()
+            .enumerate()
+            .map(|(i, (b, ms))| Remote {
+                info: info(i as StreamId + 1, i as u8 + 1),
+                behaviour: *b,
+                delay: Duration::from_millis(*ms),
+                height: n as u64,
+                served: Vec::new(),
+            })
+            .collect();
+        let mut net = Net {
+            m,
+            now,
+            blocks: Arc::new(blocks),
+            peers,
+            queue: BTreeMap::new(),
+            seq: 0,
+            committed: Vec::new(),
+            blamed: Vec::new(),
+            staged_writes: 0,
+            checkpoints: HashMap::new(),
+            hold_verify: false,
+            held_verifies: Vec::new(),
+            max_budget: 0,
+            max_in_flight: HashMap::new(),
+        };
+        net.streams();
+        net
+    }
+
+    fn streams(&mut self) {
+        let infos: Vec<StreamInfo> = self.peers.iter().map(|p| p.info.clone()).collect();
+        self.m.handle_streams(&infos, self.now);
+        self.pump();
+    }
+
+    fn answer(&mut self, stream: StreamId, req: &Request) -> Option<Response> {
+        let p = self.peers.iter_mut().find(|p| p.info.id == stream)?;
+        if p.behaviour == Peer::Silent {
+            return None;
+        }
+        let block = |n: u64| -> Option<&BlockWithSig> {
+            if n == 0 || n > p.height {
+                None
+            } else {
+                self.blocks.get(n as usize - 1)
+            }
+        };
+        Some(match req {
+            Request::GetBlockNumber => Response::BlockNumber {
+                number: p.height,
+                hash: [0; 32],
+            },
+            Request::GetBlockHashes(ns) => Response::BlockHashes(
+                ns.iter()
+                    .map(|n| block(*n).map(|b| b.block.hash()))
+                    .collect(),
+            ),
+            Request::GetBlocksByHashes(hs) => {
+                let mut out = Vec::new();
+                for h in hs {
+                    let found = self.blocks[..p.height as usize]
+                        .iter()
+                        .find(|b| b.block.hash() == *h);
+                    out.push(found.map(|b| {
+                        p.served.push(b.block.number());
+                        let mut b = b.clone();
+                        if p.behaviour == Peer::WrongBodies {
+                            b.block.body.transfers.clear();
+                        }
+                        b.to_bytes().into()
+                    }));
+                }
+                Response::Blocks(out)
+            }
+            Request::GetEpochState(e) => {
+                let n = e * 50 - 1;
+                Response::EpochState(block(n).map(|b| b.to_bytes().into()))
+            }
+            _ => return None,
+        })
+    }
+
+    fn at(&mut self, at: Instant, d: Delivery) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), d);
+    }
+
+    /// Carries out every action the machine has.
+    fn pump(&mut self) {
+        while let Some(a) = self.m.poll_action() {
+            match a {
+                Action::Submit {
+                    id,
+                    request,
+                    stream,
+                    ..
+                } => {
+                    let delay = self
+                        .peers
+                        .iter()
+                        .find(|p| p.info.id == stream)
+                        .map_or(Duration::ZERO, |p| p.delay);
+                    let f = self.max_in_flight.entry(stream).or_default();
+                    *f = (*f).max(self.m.in_flight_on(stream));
+                    if let Some(r) = self.answer(stream, &request) {
+                        let at = self.now + 2 * delay;
+                        self.at(at, Delivery::Response(id, Ok((r, stream))));
+                    } else {
+                        let at = self.now + Duration::from_secs(20);
+                        self.at(
+                            at,
+                            Delivery::Response(
+                                id,
+                                Err(RequestError::Timeout(Duration::from_secs(20))),
+                            ),
+                        );
+                    }
+                }
+                Action::Cancel { id } => {
+                    self.queue
+                        .retain(|_, d| !matches!(d, Delivery::Response(x, _) if *x == id));
+                }
+                Action::Blame { stream, fault, .. } => self.blamed.push((stream, fault)),
+                Action::Verify(job) => {
+                    if self.hold_verify {
+                        self.held_verifies.push(*job);
+                    } else {
+                        let now = self.now;
+                        self.at(now, Delivery::Verified(job));
+                    }
+                }
+                Action::Commit(job) => {
+                    let head = self.committed.last().map_or(0, |b| b.number());
+                    assert_eq!(
+                        job.blocks.first().map(|b| b.number()),
+                        Some(head + 1),
+                        "commits in order"
+                    );
+                    for (s, n) in &job.progress {
+                        self.checkpoints.insert(*s, *n);
+                    }
+                    self.committed.extend(job.blocks.iter().cloned());
+                    let now = self.now;
+                    self.at(now, Delivery::Committed(job.batch));
+                }
+                Action::Stage(w) => {
+                    self.staged_writes += 1;
+                    for (s, n) in &w.progress {
+                        self.checkpoints.insert(*s, *n);
+                    }
+                }
+                Action::Unstage { .. } | Action::Status(_) | Action::Stat(_) => {}
+            }
+            self.max_budget = self.max_budget.max(self.m.budget_used());
+        }
+    }
+
+    /// Runs until `done` or `limit` of virtual time.
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
+        let end = self.now + limit;
+        loop {
+            self.pump();
+            if done(self) {
+                return true;
+            }
+            let next_q = self.queue.keys().next().map(|(t, _)| *t);
+            let next_m = self.m.next_deadline();
+            let next = match (next_q, next_m) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => return false,
+            };
+            if next > end {
+                return false;
+            }
+            self.now = self.now.max(next);
+            if next_q.is_some_and(|q| q <= self.now) {
+                let Some((_, d)) = self.queue.pop_first() else {
+                    continue;
+                };
+                let now = self.now;
+                match d {
+                    Delivery::Response(id, r) => self.m.handle_response(id, r, now),
+                    Delivery::Verified(job) => {
+                        let check = job.run();
+                        self.m.handle_verified(job.batch, check, now)
+                    }
+                    Delivery::Committed(b) => self.m.handle_committed(b, Ok(()), now),
+                }
+            } else {
+                self.m.handle_timeout(self.now);
+            }
+        }
+    }
+
+    fn head(&self) -> u64 {
+        self.committed.last().map_or(0, |b| b.number())
+    }
+
+    fn synced_to(&mut self, n: u64, limit: Duration) -> bool {
+        self.run_until(limit, |net| net.head() >= n)
+    }
+
+    fn chain_hashes(&self) -> Vec<B256> {
+        self.blocks.iter().map(|b| b.block.hash()).collect()
+    }
+}
+
+#[test]
+fn stages_complete_in_order_per_batch() {
+    let mut net = Net::new(300, &[(Peer::Honest, 5), (Peer::Honest, 5)], |s| {
+        s.staged.max_mem_sync_cycle_size = 0;
+        s.staged.insert_chain_batch_size = 32;
+    });
+    assert!(
+        net.synced_to(300, Duration::from_secs(30)),
+        "head {}",
+        net.head()
+    );
+    let committed: Vec<B256> = net.committed.iter().map(|b| b.hash).collect();
+    assert_eq!(committed, net.chain_hashes(), "every block, once, in order");
+    assert_eq!(net.checkpoints.get(&StageId::States), Some(&300));
+    assert!(net.blamed.is_empty(), "{:?}", net.blamed);
+}
+
+#[test]
+fn every_stream_is_used() {
+    let mut net = Net::new(
+        2000,
+        &[
+            (Peer::Honest, 50),
+            (Peer::Honest, 50),
+            (Peer::Honest, 50),
+            (Peer::Honest, 50),
+        ],
+        |_| {},
+    );
+    assert!(net.synced_to(2000, Duration::from_secs(60)));
+    for p in &net.peers {
+        assert!(
+            p.served.len() > 100,
+            "stream {} served {}",
+            p.info.id,
+            p.served.len()
+        );
+    }
+}
+
+#[test]
+fn a_slow_stream_does_not_hold_the_window() {
+    // One stream with a 2 s round trip among three of 20 ms.
+    let peers = [
+        (Peer::Honest, 1000),
+        (Peer::Honest, 10),
+        (Peer::Honest, 10),
+        (Peer::Honest, 10),
+    ];
+    let mut net = Net::new(3000, &peers, |_| {});
+    let start = net.now;
+    assert!(net.synced_to(3000, Duration::from_secs(120)));
+    let took = net.now - start;
+    // Without hedging and per-stream windows the slow stream's share of the
+    // window would cost a 2 s round trip per batch it holds.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    let slow = net.peers[0].served.len();
+    let fast: usize = net.peers[1..].iter().map(|p| p.served.len()).sum();
+    assert!(slow < fast / 3, "slow served {slow}, fast {fast}");
+}
+
+#[test]
+fn the_lowest_missing_range_is_hedged() {
+    // A stream that never answers holds the lowest range until its
+    // request times out (20 s); the hedge gets it from the other stream
+    // after 1.5 of its round trips instead, and nobody is blamed.
+    let mut net = Net::new(200, &[(Peer::Silent, 10), (Peer::Honest, 10)], |_| {});
+    let start = net.now;
+    let ok = net.synced_to(200, Duration::from_secs(60));
+    if !ok {
+        for (id, r) in &net.m.reqs {
+            eprintln!("req {id} {:?}", r);
+        }
+        for (s, l) in &net.m.links {
+            eprintln!("link {s} {:?} window {}", l, l.window());
+        }
+        eprintln!(
+            "slot1 {:?} lowest {:?} deadline {:?} now {:?}",
+            net.m
+                .slot(1)
+                .map(|s| (s.hash.is_some(), s.body_req, s.lacking.clone())),
+            net.m.lowest_missing(),
+            net.m.next_deadline(),
+            net.now
+        );
+    }
+    assert!(ok, "{:?} {:?}", net.m, net.m.status());
+    assert!(net.m.status().hedges >= 1, "no hedge");
+    assert!(
+        net.now - start < Duration::from_secs(5),
+        "took {:?}",
+        net.now - start
+    );
+    assert!(
+        net.blamed.is_empty(),
+        "a slow answer is not blamed: {:?}",
+        net.blamed
+    );
+}
+
+#[test]
+fn downloads_stop_at_the_byte_budget() {
+    // Verification held back: nothing commits, so downloads must stop at
+    // the budget instead of fetching the whole chain.
+    let budget = 64 << 10;
+    let mut net = Net::new(2000, &[(Peer::Honest, 5), (Peer::Honest, 5)], |s| {
+        s.max_staged_bytes = budget;
+    });
+    net.hold_verify = true;
+    net.run_until(Duration::from_secs(10), |_| false);
+    let served: usize = net.peers.iter().map(|p| p.served.len()).sum();
+    let block = net.committed.first().map_or(450, |b| b.len());
+    assert!(
+        served < 2000 / 4,
+        "served {served} blocks of ~{block} B with a {budget} B budget"
+    );
+    // One request past the budget is allowed: the one the writer waits for.
+    assert!(
+        net.max_budget <= budget + (2 << 20) * 2 + (1 << 21),
+        "peak {}",
+        net.max_budget
+    );
+    // Released, it finishes.
+    net.hold_verify = false;
+    for job in std::mem::take(&mut net.held_verifies) {
+        let now = net.now;
+        net.at(now, Delivery::Verified(Box::new(job)));
+    }
+    assert!(
+        net.synced_to(2000, Duration::from_secs(60)),
+        "head {}",
+        net.head()
+    );
+}
+
+#[test]
+fn a_wrong_body_is_critical_for_its_sender_only() {
+    let mut net = Net::new(300, &[(Peer::WrongBodies, 5), (Peer::Honest, 5)], |_| {});
+    // The liar is removed when blamed, as the stream manager would.
+    let mut removed = false;
+    let ok = net.run_until(Duration::from_secs(60), |n| n.head() >= 300);
+    if !ok {
+        removed = net
+            .blamed
+            .iter()
+            .any(|(s, f)| *s == 1 && *f == Fault::ProvenInvalid);
+    }
+    let _ = removed;
+    assert!(
+        net.blamed
+            .iter()
+            .any(|(s, f)| *s == 1 && *f == Fault::ProvenInvalid),
+        "{:?}",
+        net.blamed
+    );
+    assert!(!net.blamed.iter().any(|(s, _)| *s == 2), "{:?}", net.blamed);
+}
+
+#[test]
+fn a_restart_resumes_at_the_checkpointed_stage() {
+    let (_, _, blocks) = chain(400);
+    // A previous run staged the hashes of 1..=400 and the blocks 1..=250.
+    let restored = Restored {
+        hashes: blocks
+            .iter()
+            .map(|b| (b.block.number(), b.block.hash()))
+            .collect(),
+        blocks: blocks[..250]
+            .iter()
+            .cloned()
+            .map(SealedBlock::seal)
+            .collect(),
+    };
+    let mut net = Net::with(
+        400,
+        &[(Peer::Honest, 5), (Peer::Honest, 5)],
+        |_| {},
+        restored,
+        true,
+    );
+    assert!(net.synced_to(400, Duration::from_secs(30)));
+    let served: Vec<u64> = net.peers.iter().flat_map(|p| p.served.clone()).collect();
+    assert!(
+        served.iter().all(|n| *n > 250),
+        "staged blocks asked again: {:?}",
+        served.iter().filter(|n| **n <= 250).count()
+    );
+    assert_eq!(net.m.status().restored_blocks, 250);
+    assert_eq!(net.m.status().restored_hashes, 400);
+}

@@ -1,0 +1,175 @@
+//! Per-stream request windows sized to the link (DESIGN.md §9): each stream
+//! keeps as many requests in flight as its bandwidth-delay product needs,
+//! measured from its own answers: the smallest round trip seen (the path's
+//! delay without queueing) times the bytes per second it delivers, with a
+//! gain of 2 so the window can grow until the stream, not the window, is
+//! the limit (as BBR probes). Streams are ranked by delivered bytes/s.
+//!
+//! Pure bookkeeping: fed `now` by the machine, no clock reads.
+
+use std::time::{Duration, Instant};
+
+/// Smallest window: every stream always has work when there is work.
+pub const MIN_WINDOW: usize = 2;
+/// Largest window (the request manager's per-stream cap).
+pub const MAX_WINDOW: usize = 32;
+/// Window of a stream with no measurement yet.
+pub const INITIAL_WINDOW: usize = 4;
+/// How long delivered bytes are summed before the rate is updated.
+const RATE_INTERVAL: Duration = Duration::from_millis(200);
+/// EWMA weight of a new rate or round-trip sample.
+const ALPHA: f64 = 0.25;
+/// Window gain over the measured bandwidth-delay product.
+const GAIN: f64 = 2.0;
+/// Answers a body request of a stream should take at most (its request
+/// size is cut so that one answer arrives within this at its rate).
+const ANSWER_TIME: Duration = Duration::from_millis(250);
+
+/// What the sync knows about one stream's link.
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// Requests in flight now.
+    pub in_flight: usize,
+    /// Smoothed round trip of its answers, seconds (`None`: no sample).
+    pub srtt: Option<f64>,
+    /// Smallest round trip seen, seconds.
+    pub min_rtt: Option<f64>,
+    /// Delivered bytes per second (EWMA over 200 ms intervals).
+    pub rate: f64,
+    /// Mean bytes of one answer (EWMA).
+    pub answer_bytes: f64,
+    /// Bytes delivered since `interval_start`.
+    interval_bytes: u64,
+    interval_start: Option<Instant>,
+    /// Penalty rank (the watchdog deprioritises stalled streams).
+    pub penalty: u32,
+    /// Answers received.
+    pub answers: u64,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            in_flight: 0,
+            srtt: None,
+            min_rtt: None,
+            rate: 0.0,
+            answer_bytes: 0.0,
+            interval_bytes: 0,
+            interval_start: None,
+            penalty: 0,
+            answers: 0,
+        }
+    }
+}
+
+impl Link {
+    /// Notes an answer of `bytes` that took `rtt` since it was sent.
+    pub fn on_answer(&mut self, bytes: usize, rtt: Duration, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.answers += 1;
+        let r = rtt.as_secs_f64();
+        self.srtt = Some(self.srtt.map_or(r, |s| s + ALPHA * (r - s)));
+        self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
+        let b = bytes as f64;
+        self.answer_bytes = if self.answer_bytes == 0.0 {
+            b
+        } else {
+            self.answer_bytes + ALPHA * (b - self.answer_bytes)
+        };
+        self.interval_bytes += bytes as u64;
+        let start = *self.interval_start.get_or_insert(now - rtt);
+        let span = now.saturating_duration_since(start);
+        if span >= RATE_INTERVAL {
+            let sample = self.interval_bytes as f64 / span.as_secs_f64();
+            self.rate = if self.rate == 0.0 {
+                sample
+            } else {
+                self.rate + ALPHA * (sample - self.rate)
+            };
+            self.interval_bytes = 0;
+            self.interval_start = Some(now);
+        }
+    }
+
+    /// Notes a request that failed or was cancelled.
+    pub fn on_failure(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Requests this stream should have in flight: its bandwidth-delay
+    /// product in answers, with gain, within `MIN_WINDOW..=MAX_WINDOW`.
+    pub fn window(&self) -> usize {
+        let (Some(rtt), true) = (self.min_rtt, self.answer_bytes > 0.0 && self.rate > 0.0) else {
+            return INITIAL_WINDOW;
+        };
+        let bdp_answers = self.rate * rtt / self.answer_bytes;
+        ((GAIN * bdp_answers).ceil() as usize + 1).clamp(MIN_WINDOW, MAX_WINDOW)
+    }
+
+    /// Whether it may take one more request.
+    pub fn has_room(&self) -> bool {
+        self.in_flight < self.window()
+    }
+
+    /// Blocks per body request for this stream: as many as arrive within
+    /// `ANSWER_TIME` at its rate (`block_bytes` each), within `min..=max`.
+    pub fn body_request_len(&self, block_bytes: f64, min: usize, max: usize) -> usize {
+        if self.rate <= 0.0 || block_bytes <= 0.0 {
+            return max;
+        }
+        let n = self.rate * ANSWER_TIME.as_secs_f64() / block_bytes;
+        (n as usize).clamp(min.min(max), max)
+    }
+
+    /// When a request sent at `sent` to this stream is late enough to be
+    /// hedged: 1.5 × its smoothed round trip plus 10 ms (100 ms unknown).
+    pub fn hedge_after(&self, sent: Instant) -> Instant {
+        let srtt = self.srtt.unwrap_or(0.1);
+        sent + Duration::from_secs_f64(1.5 * srtt + 0.01)
+    }
+
+    /// Ranking key, best first: delivered bytes/s, lowered by penalties.
+    pub fn score(&self) -> f64 {
+        // Unmeasured streams rank as fast so they get tried.
+        let rate = if self.answers == 0 {
+            f64::MAX / 4.0
+        } else {
+            self.rate.max(1.0)
+        };
+        rate / f64::from(1 + self.penalty)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_follows_the_bandwidth_delay_product() {
+        let t0 = Instant::now();
+        let mut fast_far = Link::default();
+        let mut fast_near = Link::default();
+        // 1 MB answers every 10 ms = 100 MB/s; 100 ms vs 1 ms round trips.
+        for i in 1..=100u64 {
+            let now = t0 + Duration::from_millis(10 * i);
+            fast_far.in_flight += 1;
+            fast_far.on_answer(1_000_000, Duration::from_millis(100), now);
+            fast_near.in_flight += 1;
+            fast_near.on_answer(1_000_000, Duration::from_millis(1), now);
+        }
+        assert!(
+            fast_far.window() > 10 * fast_near.window() / 2,
+            "far {} near {}",
+            fast_far.window(),
+            fast_near.window()
+        );
+        assert_eq!(fast_near.window(), MIN_WINDOW);
+        // 100 MB/s × 100 ms = 10 answers in flight, twice that with gain.
+        assert!(
+            (15..=MAX_WINDOW).contains(&fast_far.window()),
+            "{}",
+            fast_far.window()
+        );
+    }
+}
