@@ -3,8 +3,10 @@
 //!
 //! - two queues (high, low), at most `max_waiting` (1024) waiting requests in
 //!   all; past that `submit` fails at once;
-//! - each stream has an in-flight window, additive increase (+1 per window of
-//!   successes) and multiplicative decrease (halved on a timeout), 1..=32;
+//! - each stream has an in-flight window: slow start (+1 per success, so it
+//!   doubles every round trip) until its first timeout, then additive
+//!   increase (+1 per window of successes); halved on a timeout; 1..=32. A
+//!   link with a long round trip needs its window filled quickly;
 //! - dispatch runs on every input (new request, response, stream added,
 //!   tick), never on a fixed tick;
 //! - stream choice: the eligible stream with room in its window and the
@@ -188,6 +190,8 @@ struct StreamState {
     paused_until: Option<Instant>,
     done: u64,
     timeouts_in_a_row: u32,
+    /// No timeout yet: the window grows by one per success.
+    slow_start: bool,
 }
 
 /// EWMA weight of a new latency sample.
@@ -335,6 +339,7 @@ impl RequestManager {
             paused_until: None,
             done: 0,
             timeouts_in_a_row: 0,
+            slow_start: true,
         });
         self.no_stream_since = None;
         self.dispatch(now, out);
@@ -409,7 +414,8 @@ impl RequestManager {
                 None => sample,
                 Some(l) => l + EWMA_ALPHA * (sample - l),
             });
-            s.window = (s.window + 1.0 / s.window).min(max_window);
+            let step = if s.slow_start { 1.0 } else { 1.0 / s.window };
+            s.window = (s.window + step).min(max_window);
             s.done += 1;
             s.timeouts_in_a_row = 0;
             if s.done % 64 == 0 {
@@ -442,6 +448,7 @@ impl RequestManager {
                 s.in_flight = s.in_flight.saturating_sub(1);
                 s.failures += 1;
                 s.window = (s.window / 2.0).max(1.0);
+                s.slow_start = false;
                 s.timeouts_in_a_row += 1;
                 // Only a stream that never answered is reported: one that has
                 // served before and is merely slow now is penalised, not lost.

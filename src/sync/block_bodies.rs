@@ -157,6 +157,15 @@ impl SyncMachine {
             });
             let Some(stream) = stream else {
                 self.body_retry.insert(a, b);
+                // Every live stream said it lacks block `a` (its hash source
+                // may be gone since): nobody can match that hash.
+                let all_lack = !self.links.is_empty()
+                    && self
+                        .slot(a)
+                        .is_some_and(|x| self.links.keys().all(|s| x.lacking.contains(s)));
+                if all_lack {
+                    self.check_unmatched(&[a], now);
+                }
                 return;
             };
             let len = self.links.get(&stream).map_or(max_len, |l| {
@@ -694,8 +703,10 @@ impl SyncMachine {
             self.actions.push_back(Action::Cancel { id });
             if let Some(r) = self.reqs.remove(&id) {
                 self.reserved -= r.reserved;
-                if let Some(l) = self.links.get_mut(&r.stream) {
-                    l.on_failure();
+                if r.counts() {
+                    if let Some(l) = self.links.get_mut(&r.stream) {
+                        l.on_failure();
+                    }
                 }
                 if let ReqKind::Hashes { vote: Some(v), .. } = r.kind {
                     self.votes.remove(&v);

@@ -31,8 +31,10 @@ use crate::wire::{Request, Response};
 pub(super) const BACKOFF_START: Duration = Duration::from_millis(200);
 /// Longest back-off.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Most hashes staged or asked ahead of the body requests.
-const HASHES_AHEAD: u64 = 8192;
+/// Hash requests a stream may have in flight (beside its body window).
+const HASH_SLOTS: usize = 2;
+/// Most hashes staged or asked ahead of the body requests (1 MiB of them).
+const HASHES_AHEAD: u64 = 32_768;
 
 /// The leading hashes of an answer to `GetBlockHashes(asked)` and the
 /// first number it answered as absent; `None` for an answer of the wrong
@@ -50,6 +52,14 @@ impl SyncMachine {
     /// Whether `stream` may be asked for hashes from `first` on.
     pub(super) fn may_ask_hashes(&self, stream: StreamId, first: u64) -> bool {
         self.hash_lacks.get(&stream).is_none_or(|l| *l > first)
+    }
+
+    /// Hash requests in flight on `stream`.
+    fn hash_requests_on(&self, stream: StreamId) -> usize {
+        self.reqs
+            .values()
+            .filter(|r| r.stream == stream && matches!(r.kind, ReqKind::Hashes { .. }))
+            .count()
     }
 
     /// Takes the next hash segment to ask: a retry first, else new numbers.
@@ -95,10 +105,12 @@ impl SyncMachine {
                 .copied()
                 .filter(|s| self.may_ask_hashes(*s, a))
                 .collect();
+            // Hash answers are small: at most two in flight per stream,
+            // apart from its window of body requests.
             let free: Vec<StreamId> = eligible
                 .iter()
                 .copied()
-                .filter(|s| self.links.get(s).is_some_and(|l| l.has_room()))
+                .filter(|s| self.hash_requests_on(*s) < HASH_SLOTS)
                 .collect();
             if free.is_empty() {
                 self.hash_retry.insert(a, b);

@@ -266,8 +266,10 @@ impl SyncMachine {
         for id in ids {
             if let Some(r) = self.reqs.remove(&id) {
                 self.reserved -= r.reserved;
-                if let Some(l) = self.links.get_mut(&r.stream) {
-                    l.on_failure();
+                if r.counts() {
+                    if let Some(l) = self.links.get_mut(&r.stream) {
+                        l.on_failure();
+                    }
                 }
             }
             self.actions.push_back(Action::Cancel { id });

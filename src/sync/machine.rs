@@ -218,6 +218,13 @@ pub(super) struct Req {
 }
 
 impl Req {
+    /// Whether it counts in its stream's window (body requests: the bytes
+    /// the window is sized for; the other kinds are small and capped
+    /// apart).
+    pub fn counts(&self) -> bool {
+        matches!(self.kind, ReqKind::Bodies { .. })
+    }
+
     /// Whether it asks for block `n` (hashes or body).
     pub fn covers(&self, n: u64) -> bool {
         match self.kind {
@@ -569,8 +576,10 @@ impl SyncMachine {
                 };
                 self.reserved -= req.reserved;
                 let bytes = resp_bytes(&resp);
-                if let Some(l) = self.links.get_mut(&stream) {
-                    l.on_answer(bytes, now.saturating_duration_since(req.sent), now);
+                if req.counts() {
+                    if let Some(l) = self.links.get_mut(&stream) {
+                        l.on_answer(bytes, now.saturating_duration_since(req.sent), now);
+                    }
                 }
                 match req.kind {
                     ReqKind::Heads => self.on_heads_answer(stream, resp, now),
@@ -744,8 +753,10 @@ impl SyncMachine {
     ) -> ReqId {
         let id = self.next_req;
         self.next_req += 1;
-        if let Some(l) = self.links.get_mut(&stream) {
-            l.in_flight += 1;
+        if matches!(kind, ReqKind::Bodies { .. }) {
+            if let Some(l) = self.links.get_mut(&stream) {
+                l.in_flight += 1;
+            }
         }
         self.reserved += reserved;
         self.reqs.insert(
@@ -778,8 +789,10 @@ impl SyncMachine {
             return;
         };
         self.reserved -= req.reserved;
-        if let Some(l) = self.links.get_mut(&req.stream) {
-            l.on_failure();
+        if req.counts() {
+            if let Some(l) = self.links.get_mut(&req.stream) {
+                l.on_failure();
+            }
         }
         match req.kind {
             ReqKind::Heads => {

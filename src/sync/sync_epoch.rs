@@ -20,7 +20,7 @@ use crate::request::Priority;
 use crate::wire::{Request, Response};
 
 /// Epoch blocks asked at once.
-const EPOCHS_IN_FLIGHT: usize = 16;
+const EPOCHS_IN_FLIGHT: usize = 64;
 /// How long a batch spanning an epoch waits for SyncEpoch's committee
 /// before verifying with the committee named inside the window.
 pub(super) const EPOCH_WAIT: Duration = Duration::from_secs(1);
@@ -55,7 +55,10 @@ impl SyncMachine {
 
     /// Asks for the epoch blocks the window needs.
     pub(super) fn request_epochs(&mut self, now: Instant) {
-        let want = self.spec.epoch_of(self.window_end());
+        // Only as far as the hashes reach: the committees the next batches
+        // need, not every epoch up to the target at once.
+        let reach = self.window_end().min(self.hash_next.max(self.verify_next));
+        let want = self.spec.epoch_of(reach);
         let known = self.known_epoch();
         let asking = self
             .reqs
@@ -70,11 +73,15 @@ impl SyncMachine {
             if self.epochs_asked.contains(&e) || self.epoch_blocks.contains_key(&e) {
                 continue;
             }
+            // Epoch blocks are small and few: they do not wait for room in
+            // a stream's window; they go to the stream with fewest in flight.
             let lacking = self.epoch_lacks.get(&e).cloned().unwrap_or_default();
             let Some(s) = self
-                .ranked()
-                .into_iter()
-                .find(|s| !lacking.contains(s) && self.links.get(s).is_some_and(|l| l.has_room()))
+                .links
+                .iter()
+                .filter(|(s, _)| !lacking.contains(s))
+                .min_by_key(|(s, l)| (l.in_flight, **s))
+                .map(|(s, _)| *s)
             else {
                 continue;
             };

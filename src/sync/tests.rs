@@ -28,6 +28,8 @@ enum Peer {
     Silent,
     /// Serves blocks with a corrupted body (tx root mismatch).
     WrongBodies,
+    /// Answers hashes no block has; serves real blocks.
+    FakeHashes,
 }
 
 struct Remote {
@@ -46,6 +48,9 @@ struct Net {
     m: SyncMachine,
     now: Instant,
     blocks: Arc<Vec<BlockWithSig>>,
+    /// Each block's hash, and the index of each hash.
+    hashes: Vec<B256>,
+    index: HashMap<B256, usize>,
     peers: Vec<Remote>,
     /// Deliveries by time: (at, seq) → input.
     queue: BTreeMap<(Instant, u64), Delivery>,
@@ -58,7 +63,10 @@ struct Net {
     hold_verify: bool,
     held_verifies: Vec<super::machine::VerifyJob>,
     max_budget: usize,
+    /// Remove a blamed stream from the pool, as the stream manager does.
+    remove_blamed: bool,
     max_in_flight: HashMap<StreamId, usize>,
+    hash_asks: HashMap<StreamId, usize>,
 }
 
 enum Delivery {
@@ -151,9 +159,13 @@ impl Net {
                 served: Vec::new(),
             })
             .collect();
+        let hashes: Vec<B256> = blocks.iter().map(|b| b.block.hash()).collect();
+        let index = hashes.iter().enumerate().map(|(i, h)| (*h, i)).collect();
         let mut net = Net {
             m,
             now,
+            hashes,
+            index,
             blocks: Arc::new(blocks),
             peers,
             queue: BTreeMap::new(),
@@ -165,7 +177,9 @@ impl Net {
             hold_verify: false,
             held_verifies: Vec::new(),
             max_budget: 0,
+            remove_blamed: true,
             max_in_flight: HashMap::new(),
+            hash_asks: HashMap::new(),
         };
         net.streams();
         net
@@ -196,15 +210,25 @@ impl Net {
             },
             Request::GetBlockHashes(ns) => Response::BlockHashes(
                 ns.iter()
-                    .map(|n| block(*n).map(|b| b.block.hash()))
+                    .map(|n| {
+                        block(*n).map(|b| {
+                            let mut h = self.hashes[b.block.number() as usize - 1];
+                            if p.behaviour == Peer::FakeHashes {
+                                h[31] ^= 0x5a;
+                            }
+                            h
+                        })
+                    })
                     .collect(),
             ),
             Request::GetBlocksByHashes(hs) => {
                 let mut out = Vec::new();
                 for h in hs {
-                    let found = self.blocks[..p.height as usize]
-                        .iter()
-                        .find(|b| b.block.hash() == *h);
+                    let found = self
+                        .index
+                        .get(h)
+                        .filter(|i| (**i as u64) < p.height)
+                        .map(|i| &self.blocks[*i]);
                     out.push(found.map(|b| {
                         p.served.push(b.block.number());
                         let mut b = b.clone();
@@ -244,6 +268,9 @@ impl Net {
                         .iter()
                         .find(|p| p.info.id == stream)
                         .map_or(Duration::ZERO, |p| p.delay);
+                    if matches!(request, Request::GetBlockHashes(_)) {
+                        *self.hash_asks.entry(stream).or_default() += 1;
+                    }
                     let f = self.max_in_flight.entry(stream).or_default();
                     *f = (*f).max(self.m.in_flight_on(stream));
                     if let Some(r) = self.answer(stream, &request) {
@@ -264,7 +291,17 @@ impl Net {
                     self.queue
                         .retain(|_, d| !matches!(d, Delivery::Response(x, _) if *x == id));
                 }
-                Action::Blame { stream, fault, .. } => self.blamed.push((stream, fault)),
+                Action::Blame { stream, fault, .. } => {
+                    self.blamed.push((stream, fault));
+                    // The stream manager removes a blamed stream.
+                    if self.remove_blamed {
+                        self.peers.retain(|p| p.info.id != stream);
+                        let infos: Vec<StreamInfo> =
+                            self.peers.iter().map(|p| p.info.clone()).collect();
+                        let now = self.now;
+                        self.m.handle_streams(&infos, now);
+                    }
+                }
                 Action::Verify(job) => {
                     if self.hold_verify {
                         self.held_verifies.push(*job);
@@ -346,7 +383,7 @@ impl Net {
     }
 
     fn chain_hashes(&self) -> Vec<B256> {
-        self.blocks.iter().map(|b| b.block.hash()).collect()
+        self.hashes.clone()
     }
 }
 
@@ -539,4 +576,57 @@ fn a_restart_resumes_at_the_checkpointed_stage() {
     );
     assert_eq!(net.m.status().restored_blocks, 250);
     assert_eq!(net.m.status().restored_hashes, 400);
+}
+
+#[test]
+fn a_hash_source_whose_hashes_nobody_can_serve_pays() {
+    let mut liar_paid = 0;
+    for seed in 0..20u64 {
+        // The liar's share depends on the order the streams rank in.
+        let d = 5 + seed % 3;
+        let mut net = Net::new(220, &[(Peer::FakeHashes, d), (Peer::Honest, 5)], |s| {
+            s.staged.max_blocks_per_sync_cycle = 16;
+            s.body_batch = 4;
+            s.hash_batch = 4;
+        });
+        assert!(
+            net.synced_to(220, Duration::from_secs(60)),
+            "seed {seed}: head {} {:?} {:?}",
+            net.head(),
+            net.m,
+            net.m.status()
+        );
+        if net.blamed.iter().any(|(s, _)| *s == 1) {
+            liar_paid += 1;
+        }
+        assert!(!net.blamed.iter().any(|(s, _)| *s == 2), "{:?}", net.blamed);
+    }
+    assert!(liar_paid > 0, "the liar never paid");
+}
+
+/// 20,000 blocks over four streams at a 100 ms round trip, verification
+/// free: a wave-per-round-trip sync needs ~40 round trips (128 blocks per
+/// request, a few requests per stream); the window needs a handful for
+/// start-up and the rest is bounded by what the streams can carry.
+#[test]
+fn a_long_round_trip_is_hidden_by_the_window() {
+    let peers = [
+        (Peer::Honest, 50),
+        (Peer::Honest, 50),
+        (Peer::Honest, 50),
+        (Peer::Honest, 50),
+    ];
+    let mut net = Net::new(20_000, &peers, |_| {});
+    let start = net.now;
+    assert!(net.synced_to(20_000, Duration::from_secs(600)));
+    let rtts = (net.now - start).as_secs_f64() / 0.1;
+    assert!(rtts < 15.0, "took {rtts:.1} round trips");
+    for p in &net.peers {
+        assert!(
+            p.served.len() > 2000,
+            "stream {} served {}",
+            p.info.id,
+            p.served.len()
+        );
+    }
 }
