@@ -214,8 +214,10 @@ fn a_height_no_one_can_serve_does_not_stall_the_sync() {
         .iter()
         .filter(|n| **n > 600)
         .count();
+    // At most the hash requests already in flight when its first "absent"
+    // came back (4 per stream, 1,024 numbers each); never asked again.
     assert!(
-        past_head <= 2 * 512,
+        past_head <= 4 * 1024,
         "asked {past_head} times for hashes past the peer's chain"
     );
 }

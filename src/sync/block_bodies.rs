@@ -211,7 +211,8 @@ impl SyncMachine {
             hedge_of,
             direct,
         };
-        let prio = if direct || hedge_of.is_some() {
+        // What the writer waits for next goes first in the request queue.
+        let prio = if direct || hedge_of.is_some() || a <= self.batch_end(self.verify_next) {
             Priority::High
         } else {
             Priority::Low
@@ -372,7 +373,7 @@ impl SyncMachine {
             self.prov.body_from(n, stream);
             staged.push((n, block.raw.clone()));
             if let Some(s) = self.slot_mut(n) {
-                s.body = Some(block);
+                s.body = Some(Box::new(block));
                 if s.body_req == Some(id) {
                     s.body_req = None;
                 }

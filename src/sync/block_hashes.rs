@@ -32,7 +32,7 @@ pub(super) const BACKOFF_START: Duration = Duration::from_millis(200);
 /// Longest back-off.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Hash requests a stream may have in flight (beside its body window).
-const HASH_SLOTS: usize = 2;
+const HASH_SLOTS: usize = 4;
 /// Most hashes staged or asked ahead of the body requests (1 MiB of them).
 const HASHES_AHEAD: u64 = 32_768;
 
@@ -105,7 +105,7 @@ impl SyncMachine {
                 .copied()
                 .filter(|s| self.may_ask_hashes(*s, a))
                 .collect();
-            // Hash answers are small: at most two in flight per stream,
+            // Hash answers are small: at most four in flight per stream,
             // apart from its window of body requests.
             let free: Vec<StreamId> = eligible
                 .iter()

@@ -173,7 +173,7 @@ impl SyncMachine {
             self.held += charge(b.len());
             self.note_block_size(b.len());
             if let Some(s) = self.slot_mut(n) {
-                s.body = Some(b);
+                s.body = Some(Box::new(b));
             }
             bodies_to = n;
         }

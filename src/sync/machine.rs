@@ -196,7 +196,7 @@ pub(super) struct Slot {
     /// The staged hash.
     pub hash: Option<B256>,
     /// The downloaded block.
-    pub body: Option<SealedBlock>,
+    pub body: Option<Box<SealedBlock>>,
     /// The body request in flight for it.
     pub body_req: Option<ReqId>,
     /// Whether a hash request for it is in flight.
@@ -399,6 +399,10 @@ impl std::fmt::Debug for SyncMachine {
             .finish()
     }
 }
+
+/// Most slots the window holds ahead of the head (about 40 B each when
+/// empty): with the byte budget, what bounds the sync's memory.
+pub const MAX_WINDOW_BLOCKS: u64 = 65_536;
 
 /// Bytes a downloaded block holds: its raw bytes and their decoded form.
 pub(super) fn charge(raw_len: usize) -> usize {
@@ -852,11 +856,21 @@ impl SyncMachine {
         }
     }
 
-    /// Last block the window may download now: the current cycle and up to
-    /// `MaxBackgroundBlocks` past it, never past the target.
+    /// Last block the window may download now, never past the target.
+    /// With Turbo on (`MaxBackgroundBlocks` > 0) the window runs past the
+    /// current cycle as far as the byte budget allows (at least
+    /// `MaxBackgroundBlocks`, at most `MAX_WINDOW_BLOCKS` slots ahead of
+    /// the head); with 0 it stops at the cycle's end, the guide's barrier.
     pub(super) fn window_end(&self) -> u64 {
         let bg = self.settings.staged.max_background_blocks;
-        self.cycle_end.saturating_add(bg).min(self.target)
+        if bg == 0 {
+            return self.cycle_end.min(self.target);
+        }
+        let ahead = MAX_WINDOW_BLOCKS.max(bg);
+        self.head()
+            .saturating_add(ahead)
+            .max(self.cycle_end.saturating_add(bg))
+            .min(self.target)
     }
 
     /// Makes `stream`'s peer pay for `fault` (see [`Fault::removal`]): the

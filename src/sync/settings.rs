@@ -54,7 +54,7 @@ impl SyncSettings {
             init_streams: s.init_streams,
             init_wait: Duration::from_secs(10),
             short_range_threshold: 16,
-            hash_batch: 512,
+            hash_batch: crate::wire::limits::MAX_HASHES_PER_REQUEST,
             body_batch: 128,
             request_timeout: Duration::from_secs(20),
             stall_timeout: Duration::from_secs(60),

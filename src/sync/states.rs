@@ -139,7 +139,7 @@ impl SyncMachine {
                 if let Some(s) = self.slot_mut(n) {
                     s.batched = true;
                     if let Some(b) = s.body.take() {
-                        blocks.push(b);
+                        blocks.push(*b);
                     }
                 }
             }

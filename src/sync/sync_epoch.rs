@@ -19,6 +19,8 @@ use crate::net::StreamId;
 use crate::request::Priority;
 use crate::wire::{Request, Response};
 
+/// How far past the next batch SyncEpoch fetches committees (blocks).
+const EPOCH_LOOKAHEAD: u64 = 8192;
 /// Epoch blocks asked at once.
 const EPOCHS_IN_FLIGHT: usize = 64;
 /// How long a batch spanning an epoch waits for SyncEpoch's committee
@@ -55,9 +57,12 @@ impl SyncMachine {
 
     /// Asks for the epoch blocks the window needs.
     pub(super) fn request_epochs(&mut self, now: Instant) {
-        // Only as far as the hashes reach: the committees the next batches
-        // need, not every epoch up to the target at once.
-        let reach = self.window_end().min(self.hash_next.max(self.verify_next));
+        // Only the committees the next batches need (each costs a pairing
+        // check on this thread), not every epoch up to the target at once.
+        let reach = self
+            .window_end()
+            .min(self.hash_next.max(self.verify_next))
+            .min(self.verify_next + EPOCH_LOOKAHEAD);
         let want = self.spec.epoch_of(reach);
         let known = self.known_epoch();
         let asking = self

@@ -1,7 +1,8 @@
 //! Per-stream request windows sized to the link (DESIGN.md §9): each stream
 //! keeps as many requests in flight as its bandwidth-delay product needs,
 //! measured from its own answers: the smallest round trip seen (the path's
-//! delay without queueing) times the bytes per second it delivers, with a
+//! delay without queueing) times the bytes per second it delivers (the
+//! highest recent per-round-trip sample), with a
 //! gain of 2 so the window can grow until the stream, not the window, is
 //! the limit (as BBR probes). Streams are ranked by delivered bytes/s.
 //!
@@ -15,8 +16,11 @@ pub const MIN_WINDOW: usize = 2;
 pub const MAX_WINDOW: usize = 32;
 /// Window of a stream with no measurement yet.
 pub const INITIAL_WINDOW: usize = 4;
-/// How long delivered bytes are summed before the rate is updated.
-const RATE_INTERVAL: Duration = Duration::from_millis(200);
+/// Shortest time delivered bytes are summed before the rate is updated
+/// (else one round trip).
+const RATE_INTERVAL: Duration = Duration::from_millis(20);
+/// How much of the previous rate a new, lower sample keeps.
+const RATE_DECAY: f64 = 0.75;
 /// EWMA weight of a new rate or round-trip sample.
 const ALPHA: f64 = 0.25;
 /// Window gain over the measured bandwidth-delay product.
@@ -34,7 +38,7 @@ pub struct Link {
     pub srtt: Option<f64>,
     /// Smallest round trip seen, seconds.
     pub min_rtt: Option<f64>,
-    /// Delivered bytes per second (EWMA over 200 ms intervals).
+    /// Delivered bytes per second (max filter over per-round-trip samples).
     pub rate: f64,
     /// Mean bytes of one answer (EWMA).
     pub answer_bytes: f64,
@@ -80,13 +84,13 @@ impl Link {
         self.interval_bytes += bytes as u64;
         let start = *self.interval_start.get_or_insert(now - rtt);
         let span = now.saturating_duration_since(start);
-        if span >= RATE_INTERVAL {
+        // One sample per round trip (at least 20 ms): a max filter, as
+        // BBR's, so the window follows a growing rate at once and lets go
+        // of a falling one over a few samples.
+        let interval = Duration::from_secs_f64(self.min_rtt.unwrap_or(0.0)).max(RATE_INTERVAL);
+        if span >= interval {
             let sample = self.interval_bytes as f64 / span.as_secs_f64();
-            self.rate = if self.rate == 0.0 {
-                sample
-            } else {
-                self.rate + ALPHA * (sample - self.rate)
-            };
+            self.rate = sample.max(self.rate * RATE_DECAY);
             self.interval_bytes = 0;
             self.interval_start = Some(now);
         }
