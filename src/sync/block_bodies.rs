@@ -74,16 +74,14 @@ impl SyncMachine {
     }
 
     /// The lowest block not downloaded yet (what the writer waits for).
+    /// Everything up to `bodies_to` (BlockBodies' checkpoint) is
+    /// downloaded, batched or committed, so this is O(1).
     pub(super) fn lowest_missing(&self) -> Option<u64> {
-        let mut n = self.verify_next;
-        while n <= self.target {
-            match self.slot(n) {
-                Some(s) if s.body.is_some() || s.batched => n += 1,
-                Some(_) => return Some(n),
-                None => return None,
-            }
+        let n = self.bodies_to.max(self.head()) + 1;
+        match self.slot(n) {
+            Some(s) if n <= self.target && s.body.is_none() && !s.batched => Some(n),
+            _ => None,
         }
-        None
     }
 
     /// Whether block `n` can be asked now: hashed, not downloaded, not
