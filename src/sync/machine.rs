@@ -537,7 +537,10 @@ impl SyncMachine {
         for s in streams.iter().filter(|s| !self.removed.contains(&s.id)) {
             self.peers.insert(s.id, s.peer_id);
             self.infos.insert(s.id, s.clone());
-            self.links.entry(s.id).or_default();
+            let initial = self.settings.concurrency;
+            self.links
+                .entry(s.id)
+                .or_insert_with(|| Link::with_initial(initial));
         }
         let gone: Vec<StreamId> = self
             .links

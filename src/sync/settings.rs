@@ -11,8 +11,8 @@ use crate::config::{StagedSyncConfig, SyncConfig};
 pub struct SyncSettings {
     /// `[Sync.StagedSyncCfg]`.
     pub staged: StagedSyncConfig,
-    /// `Concurrency`: kept for the guide; request windows are sized per
-    /// stream from its link (see `window`).
+    /// `Concurrency`: body requests in flight per stream before its link
+    /// is measured; then its window follows the link (see `window`).
     pub concurrency: usize,
     /// `MinPeers`: distinct peers whose heights Heads needs to decide a
     /// target (and "synced").

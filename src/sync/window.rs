@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 pub const MIN_WINDOW: usize = 2;
 /// Largest window (the request manager's per-stream cap).
 pub const MAX_WINDOW: usize = 32;
-/// Window of a stream with no measurement yet.
+/// Window of a stream with no measurement yet, unless `Concurrency` says
+/// otherwise.
 pub const INITIAL_WINDOW: usize = 4;
 /// Shortest time delivered bytes are summed before the rate is updated
 /// (else one round trip).
@@ -49,6 +50,8 @@ pub struct Link {
     pub penalty: u32,
     /// Answers received.
     pub answers: u64,
+    /// Window before the link is measured (`Concurrency`).
+    pub initial: usize,
 }
 
 impl Default for Link {
@@ -63,11 +66,21 @@ impl Default for Link {
             interval_start: None,
             penalty: 0,
             answers: 0,
+            initial: INITIAL_WINDOW,
         }
     }
 }
 
 impl Link {
+    /// A link whose window starts at `initial` requests (the guide's
+    /// `Concurrency`), within `MIN_WINDOW..=MAX_WINDOW`.
+    pub fn with_initial(initial: usize) -> Self {
+        Link {
+            initial: initial.clamp(MIN_WINDOW, MAX_WINDOW),
+            ..Link::default()
+        }
+    }
+
     /// Notes an answer of `bytes` that took `rtt` since it was sent.
     pub fn on_answer(&mut self, bytes: usize, rtt: Duration, now: Instant) {
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -105,7 +118,7 @@ impl Link {
     /// product in answers, with gain, within `MIN_WINDOW..=MAX_WINDOW`.
     pub fn window(&self) -> usize {
         let (Some(rtt), true) = (self.min_rtt, self.answer_bytes > 0.0 && self.rate > 0.0) else {
-            return INITIAL_WINDOW;
+            return self.initial;
         };
         let bdp_answers = self.rate * rtt / self.answer_bytes;
         ((GAIN * bdp_answers).ceil() as usize + 1).clamp(MIN_WINDOW, MAX_WINDOW)
