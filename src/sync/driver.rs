@@ -158,7 +158,8 @@ impl SyncThread {
                         Ok(Input::Staged(p)) => m.handle_staged(&p),
                         Err(_) => return self.stopped(m),
                     }
-                    // Take whatever else is queued before acting.
+                    // Take whatever else is queued, then schedule once.
+                    m.begin_inputs();
                     while let Ok(i) = in_rx.try_recv() {
                         let now = Instant::now();
                         match i {
@@ -171,6 +172,7 @@ impl SyncThread {
                             Input::Staged(p) => m.handle_staged(&p),
                         }
                     }
+                    m.end_inputs(Instant::now());
                 }
                 recv(triggers) -> t => {
                     if t.is_ok() && !self.stop.load(Ordering::Relaxed) {

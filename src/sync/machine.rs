@@ -386,6 +386,10 @@ pub struct SyncMachine {
     pub(super) started: Instant,
     /// Use LMDB staging (`UseMemDB = false`).
     pub(super) persist: bool,
+    /// Inputs are being batched (`begin_inputs`).
+    pub(super) deferred: bool,
+    /// A step was deferred.
+    pub(super) step_pending: bool,
 }
 
 impl std::fmt::Debug for SyncMachine {
@@ -478,6 +482,8 @@ impl SyncMachine {
             outcome: None,
             started: now,
             persist,
+            deferred: false,
+            step_pending: false,
         };
         m.restore(restored);
         m
@@ -666,6 +672,22 @@ impl SyncMachine {
         self.step(now);
     }
 
+    /// Defers the scheduling work of the inputs that follow until
+    /// [`SyncMachine::end_inputs`]: a driver that has several inputs queued
+    /// feeds them all, then schedules once (the same result, less work).
+    pub fn begin_inputs(&mut self) {
+        self.deferred = true;
+    }
+
+    /// Ends [`SyncMachine::begin_inputs`] and runs what the inputs made
+    /// possible.
+    pub fn end_inputs(&mut self, now: Instant) {
+        self.deferred = false;
+        if std::mem::take(&mut self.step_pending) {
+            self.step(now);
+        }
+    }
+
     // ---- outputs ----
 
     /// The next action, or `None` when there is nothing to do until the
@@ -720,6 +742,10 @@ impl SyncMachine {
 
     /// Runs whatever can run now, in stage order.
     fn step(&mut self, now: Instant) {
+        if self.deferred {
+            self.step_pending = true;
+            return;
+        }
         for id in std::mem::take(&mut self.pending_fail) {
             self.fail_request(id, now);
         }

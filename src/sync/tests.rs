@@ -356,18 +356,24 @@ impl Net {
             }
             self.now = self.now.max(next);
             if next_q.is_some_and(|q| q <= self.now) {
-                let Some((_, d)) = self.queue.pop_first() else {
-                    continue;
-                };
+                // Everything due now, fed as one batch of inputs (as the
+                // driver feeds what it finds queued).
                 let now = self.now;
-                match d {
-                    Delivery::Response(id, r) => self.m.handle_response(id, r, now),
-                    Delivery::Verified(job) => {
-                        let check = job.run();
-                        self.m.handle_verified(job.batch, check, now)
+                self.m.begin_inputs();
+                while self.queue.keys().next().is_some_and(|(t, _)| *t <= now) {
+                    let Some((_, d)) = self.queue.pop_first() else {
+                        break;
+                    };
+                    match d {
+                        Delivery::Response(id, r) => self.m.handle_response(id, r, now),
+                        Delivery::Verified(job) => {
+                            let check = job.run();
+                            self.m.handle_verified(job.batch, check, now)
+                        }
+                        Delivery::Committed(b) => self.m.handle_committed(b, Ok(()), now),
                     }
-                    Delivery::Committed(b) => self.m.handle_committed(b, Ok(()), now),
                 }
+                self.m.end_inputs(now);
             } else {
                 self.m.handle_timeout(self.now);
             }
