@@ -254,20 +254,11 @@ impl SyncMachine {
             // Covered by verified signatures: a failure here is the node's
             // own (storage, or its state). Blame nobody, try again.
             tracing::error!(error = %e, "commit failed");
-            if let Some(b) = self.batches.front_mut() {
-                b.state = BatchState::Verified;
-            }
-            let n = self
-                .batches
-                .iter()
-                .filter(|b| matches!(b.state, BatchState::Committing))
-                .count();
             for b in self.batches.iter_mut() {
                 if matches!(b.state, BatchState::Committing) {
                     b.state = BatchState::Verified;
                 }
             }
-            let _ = n;
             self.status.last_error = Some(format!("local storage: {e}"));
             self.stat(Stat::Counter(names::FAILED_DOWNLOAD, 1));
             self.commit_retry = Some(now + COMMIT_RETRY);
