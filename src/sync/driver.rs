@@ -12,7 +12,7 @@
 //! checkpoints and what is staged (`UseMemDB = false`) so the machine
 //! resumes where the last run stopped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,11 +121,11 @@ impl SyncThread {
         jobs: &Sender<WriterJob>,
         writer: &std::thread::JoinHandle<()>,
     ) -> SyncOutcome {
-        let mut keys: HashMap<ReqId, ()> = HashMap::new();
+        let mut keys: HashSet<ReqId> = HashSet::new();
         let mut next_poll = Instant::now();
         loop {
             if self.stop.load(Ordering::Relaxed) {
-                for id in keys.keys() {
+                for id in &keys {
                     self.host.requests().cancel(*id);
                 }
                 return self.stopped(m);
@@ -191,7 +191,7 @@ impl SyncThread {
         m: &mut SyncMachine,
         in_tx: &Sender<Input>,
         jobs: &Sender<WriterJob>,
-        keys: &mut HashMap<ReqId, ()>,
+        keys: &mut HashSet<ReqId>,
     ) {
         while let Some(a) = m.poll_action() {
             match a {
@@ -203,7 +203,7 @@ impl SyncThread {
                     timeout,
                 } => {
                     let tx = in_tx.clone();
-                    keys.insert(id, ());
+                    keys.insert(id);
                     self.host.requests().submit_keyed(
                         id,
                         request,
@@ -219,7 +219,7 @@ impl SyncThread {
                     );
                 }
                 Action::Cancel { id } => {
-                    if keys.remove(&id).is_some() {
+                    if keys.remove(&id) {
                         self.host.requests().cancel(id);
                     }
                 }

@@ -56,11 +56,4 @@ impl StageError {
     pub fn is_fatal(&self) -> bool {
         matches!(self, StageError::CannotUnwind(_))
     }
-
-    /// Who pays for it: nobody, for every stage error (peers are blamed
-    /// where their data is judged, in `blame`; these are the node's own or
-    /// the network's).
-    pub fn fault(&self) -> super::blame::Fault {
-        super::blame::Fault::Local
-    }
 }

@@ -57,7 +57,6 @@ struct Net {
     seq: u64,
     committed: Vec<SealedBlock>,
     blamed: Vec<(StreamId, Fault)>,
-    staged_writes: usize,
     checkpoints: HashMap<StageId, u64>,
     /// Verify jobs held back instead of run (to hold the writer busy).
     hold_verify: bool,
@@ -66,7 +65,6 @@ struct Net {
     /// Remove a blamed stream from the pool, as the stream manager does.
     remove_blamed: bool,
     max_in_flight: HashMap<StreamId, usize>,
-    hash_asks: HashMap<StreamId, usize>,
 }
 
 enum Delivery {
@@ -172,14 +170,12 @@ impl Net {
             seq: 0,
             committed: Vec::new(),
             blamed: Vec::new(),
-            staged_writes: 0,
             checkpoints: HashMap::new(),
             hold_verify: false,
             held_verifies: Vec::new(),
             max_budget: 0,
             remove_blamed: true,
             max_in_flight: HashMap::new(),
-            hash_asks: HashMap::new(),
         };
         net.streams();
         net
@@ -268,9 +264,6 @@ impl Net {
                         .iter()
                         .find(|p| p.info.id == stream)
                         .map_or(Duration::ZERO, |p| p.delay);
-                    if matches!(request, Request::GetBlockHashes(_)) {
-                        *self.hash_asks.entry(stream).or_default() += 1;
-                    }
                     let f = self.max_in_flight.entry(stream).or_default();
                     *f = (*f).max(self.m.in_flight_on(stream));
                     if let Some(r) = self.answer(stream, &request) {
@@ -325,7 +318,6 @@ impl Net {
                     self.at(now, Delivery::Committed(job.batch));
                 }
                 Action::Stage(w) => {
-                    self.staged_writes += 1;
                     for (s, n) in &w.progress {
                         self.checkpoints.insert(*s, *n);
                     }

@@ -146,15 +146,10 @@ impl Link {
         sent + Duration::from_secs_f64(1.5 * srtt + 0.01)
     }
 
-    /// Ranking key, best first: delivered bytes/s, lowered by penalties.
+    /// Ranking key, best first: delivered bytes/s, lowered by penalties
+    /// (the machine ranks a stream not measured yet with the best one).
     pub fn score(&self) -> f64 {
-        // Unmeasured streams rank as fast so they get tried.
-        let rate = if self.answers == 0 {
-            f64::MAX / 4.0
-        } else {
-            self.rate.max(1.0)
-        };
-        rate / f64::from(1 + self.penalty)
+        self.rate.max(1.0) / f64::from(1 + self.penalty)
     }
 }
 
