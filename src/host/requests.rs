@@ -121,6 +121,7 @@ pub(super) fn spawn(
                 streams,
                 replies: HashMap::new(),
                 keys: HashMap::new(),
+                key_of: HashMap::new(),
                 health,
             };
             d.run(&events, &cmds, report_every);
@@ -132,8 +133,10 @@ struct Driver {
     net: NetHandle,
     streams: Sender<StreamCmd>,
     replies: HashMap<Ticket, Reply>,
-    /// Caller keys of keyed requests → their tickets (and back).
+    /// Caller keys of keyed requests → their tickets.
     keys: HashMap<u64, Ticket>,
+    /// Tickets of keyed requests → their keys.
+    key_of: HashMap<Ticket, u64>,
     health: Arc<RwLock<Option<HealthStats>>>,
 }
 
@@ -175,6 +178,7 @@ impl Driver {
                             Ok(t) => {
                                 if let Some(k) = key {
                                     self.keys.insert(k, t);
+                                    self.key_of.insert(t, k);
                                 }
                                 self.replies.insert(t, reply);
                             }
@@ -183,6 +187,7 @@ impl Driver {
                     }
                     Ok(ReqCmd::Cancel(k)) => {
                         if let Some(t) = self.keys.remove(&k) {
+                            self.key_of.remove(&t);
                             self.rm.cancel(t, &mut out);
                         }
                     }
@@ -230,8 +235,8 @@ impl Driver {
                     }
                 }
                 RmAction::Deliver { ticket, result } => {
-                    if !self.keys.is_empty() {
-                        self.keys.retain(|_, t| *t != ticket);
+                    if let Some(k) = self.key_of.remove(&ticket) {
+                        self.keys.remove(&k);
                     }
                     if let Some(reply) = self.replies.remove(&ticket) {
                         reply(result);
