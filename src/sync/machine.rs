@@ -838,7 +838,7 @@ impl SyncMachine {
             }
             ReqKind::Epoch(e) => {
                 self.epochs_asked.remove(&e);
-                self.epoch_lacks.entry(e).or_default().push(req.stream);
+                self.epoch_lacking(e, req.stream);
             }
             ReqKind::Hashes { first, len, vote } => {
                 if let Some(v) = vote {

@@ -36,6 +36,15 @@ impl SyncMachine {
             .any(|r| matches!(r.kind, ReqKind::Epoch(x) if x == e) && now < r.sent + EPOCH_WAIT)
     }
 
+    /// `stream` could not give epoch `e`'s block: it is not asked for it
+    /// again this cycle (each stream listed once).
+    pub(super) fn epoch_lacking(&mut self, e: u64, stream: StreamId) {
+        let who = self.epoch_lacks.entry(e).or_default();
+        if !who.contains(&stream) {
+            who.push(stream);
+        }
+    }
+
     /// When the oldest epoch request stops being waited for.
     pub(super) fn epoch_wait_deadline(&self) -> Option<Instant> {
         self.reqs
@@ -111,7 +120,7 @@ impl SyncMachine {
         let Response::EpochState(Some(bytes)) = resp else {
             // Absent or refused: soft; asked of another stream.
             self.epochs_asked.remove(&e);
-            self.epoch_lacks.entry(e).or_default().push(stream);
+            self.epoch_lacking(e, stream);
             return;
         };
         let Ok(b) = BlockWithSig::from_bytes(&bytes) else {
