@@ -404,3 +404,40 @@ fn link_profile_paces_and_retransmits_frames() {
     assert!(elapsed >= least, "{elapsed:?} < {least:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
+
+/// A frame on the emulated wire is the network's, as a frame in the
+/// kernel's send buffer is: it does not hold one of the sender's write
+/// permits for the link's whole latency (that capped a node at 32 frames per
+/// one-way delay, ~35,000 blocks/s at 100 ms, whatever the sync's window).
+#[test]
+fn a_frame_on_the_emulated_wire_holds_no_write_permit() {
+    let (genesis, blocks) = chain();
+    let a = serving_node(
+        &genesis,
+        &blocks,
+        net_config(localnet()),
+        RateLimits::default(),
+    );
+    let mut cfg = net_config(localnet());
+    cfg.write_concurrency = 1;
+    cfg.link = streamsync::net::LinkProfile {
+        latency: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let b = client_node(cfg);
+    let s = b.connect(&a);
+    let handle = b.net.handle();
+    let (tx, rx) = crossbeam::channel::bounded(1);
+    std::thread::spawn(move || {
+        for i in 0..4 {
+            let m = Message::Request(i, Request::GetBlockNumber);
+            if handle.send(s.id, &m).is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(handle.write_semaphore().available());
+    });
+    // With the permit held until delivery the second send waits 60 s.
+    let free = rx.recv_timeout(T).expect("four sends with one permit");
+    assert_eq!(free, 1, "every permit back while the frames are in flight");
+}

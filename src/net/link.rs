@@ -114,6 +114,14 @@ impl LinkShaper {
     /// draw says so, one retransmission delay; never before the previous
     /// frame's release.
     pub fn release_at(&mut self, now: Instant, bytes: usize) -> Instant {
+        self.schedule(now, bytes).1
+    }
+
+    /// As [`release_at`](Self::release_at), with the time the frame has
+    /// left the sender (its serialization done, `now` when bandwidth is
+    /// unlimited): from then on it is on the wire, as a frame in the
+    /// kernel's hands is, and no longer holds the sender's write permit.
+    pub fn schedule(&mut self, now: Instant, bytes: usize) -> (Instant, Instant) {
         let start = self.tx_done.map_or(now, |t| t.max(now));
         let tx_done = start + self.profile.serialization_time(bytes);
         self.tx_done = Some(tx_done);
@@ -123,7 +131,7 @@ impl LinkShaper {
         }
         let at = self.last_release.map_or(at, |prev| at.max(prev));
         self.last_release = Some(at);
-        at
+        (tx_done, at)
     }
 
     /// Uniform in `[0, jitter]`, nanosecond steps; no draw when off.

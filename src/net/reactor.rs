@@ -33,6 +33,16 @@ const READ_CHUNK: usize = 64 * 1024;
 const BUSY_RETRY_MS: u64 = 100;
 
 /// Commands from other threads.
+/// A frame held by the emulated link (`NetConfig::link`).
+struct Delayed {
+    /// When the link delivers it (it is written to the socket then).
+    at: Instant,
+    frame: Vec<u8>,
+    /// The sender's write permit, with when the frame has left the sender
+    /// (its serialization done); `None` once given back.
+    permit: Option<(Instant, WritePermit)>,
+}
+
 pub(super) enum Command {
     Dial {
         addr: SocketAddr,
@@ -71,7 +81,7 @@ struct Conn {
     permits: VecDeque<(u64, WritePermit)>,
     deadline: Option<Instant>,
     goodbye: Option<String>,
-    delayed: VecDeque<(Instant, Vec<u8>, Option<WritePermit>)>,
+    delayed: VecDeque<Delayed>,
     /// Release times of this connection's frames (`None` when the link
     /// profile is off).
     link: Option<LinkShaper>,
@@ -290,14 +300,17 @@ impl Reactor {
                     if self.cfg.link.is_off() {
                         self.send(stream, &frame, permit)
                     } else if let Some(c) = self.conns.get_mut(&stream) {
-                        // Held (with its write permit) until the emulated
-                        // link would have delivered it.
+                        // Held until the emulated link would have
+                        // delivered it; its write permit only until it has
+                        // left the sender (a frame on a real wire is the
+                        // kernel's, not the sender's).
                         let now = Instant::now();
-                        let at = match c.link.as_mut() {
-                            Some(l) => l.release_at(now, session::wire_len(frame.len())),
-                            None => now + self.cfg.link.latency,
+                        let (sent, at) = match c.link.as_mut() {
+                            Some(l) => l.schedule(now, session::wire_len(frame.len())),
+                            None => (now, now + self.cfg.link.latency),
                         };
-                        c.delayed.push_back((at, frame, permit));
+                        let permit = permit.filter(|_| sent > now).map(|p| (sent, p));
+                        c.delayed.push_back(Delayed { at, frame, permit });
                         self.delayed_conns.insert(stream);
                     }
                 }
@@ -346,9 +359,14 @@ impl Reactor {
         self.delayed_conns
             .iter()
             .filter_map(|id| {
-                self.conns
-                    .get(id)
-                    .and_then(|c| c.delayed.front().map(|d| d.0))
+                self.conns.get(id).and_then(|c| {
+                    let frame = c.delayed.front().map(|d| d.at);
+                    let permit = c
+                        .delayed
+                        .iter()
+                        .find_map(|d| d.permit.as_ref().map(|p| p.0));
+                    frame.into_iter().chain(permit).min()
+                })
             })
             .min()
     }
@@ -366,14 +384,22 @@ impl Reactor {
                     self.delayed_conns.remove(&id);
                     break;
                 };
-                if c.delayed.front().is_none_or(|d| d.0 > now) {
+                // Frames that have left the sender give their permit back.
+                for d in c.delayed.iter_mut() {
+                    match &d.permit {
+                        Some((sent, _)) if *sent <= now => d.permit = None,
+                        Some(_) => break,
+                        None => {}
+                    }
+                }
+                if c.delayed.front().is_none_or(|d| d.at > now) {
                     if c.delayed.is_empty() {
                         self.delayed_conns.remove(&id);
                     }
                     break;
                 }
-                if let Some((_, frame, permit)) = c.delayed.pop_front() {
-                    self.send(id, &frame, permit);
+                if let Some(d) = c.delayed.pop_front() {
+                    self.send(id, &d.frame, d.permit.map(|p| p.1));
                 }
             }
         }
