@@ -34,7 +34,7 @@ pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Hash requests a stream may have in flight (beside its body window).
 const HASH_SLOTS: usize = 4;
 /// Most hashes staged or asked ahead of the body requests (1 MiB of them).
-const HASHES_AHEAD: u64 = 32_768;
+pub(super) const HASHES_AHEAD: u64 = 32_768;
 
 /// The leading hashes of an answer to `GetBlockHashes(asked)` and the
 /// first number it answered as absent; `None` for an answer of the wrong

@@ -268,7 +268,7 @@ impl SyncMachine {
                 self.reserved -= r.reserved;
                 if r.counts() {
                     if let Some(l) = self.links.get_mut(&r.stream) {
-                        l.on_failure();
+                        l.on_cancel();
                     }
                 }
             }

@@ -26,6 +26,11 @@ const RATE_DECAY: f64 = 0.75;
 const ALPHA: f64 = 0.25;
 /// Window gain over the measured bandwidth-delay product.
 const GAIN: f64 = 2.0;
+/// Rate samples in a row without `STARTUP_GROWTH` that end startup (as
+/// BBR's full-pipe check).
+const STARTUP_ROUNDS: u32 = 3;
+/// Growth of the rate sample that counts as the pipe still filling.
+const STARTUP_GROWTH: f64 = 1.25;
 /// Answers a body request of a stream should take at most (its request
 /// size is cut so that one answer arrives within this at its rate).
 const ANSWER_TIME: Duration = Duration::from_millis(250);
@@ -52,6 +57,16 @@ pub struct Link {
     pub answers: u64,
     /// Window before the link is measured (`Concurrency`).
     pub initial: usize,
+    /// In startup the window also grows by one request per answer (it
+    /// doubles every round trip, ack-clocked, without waiting for the rate
+    /// estimate, which lags a round trip), until the rate stops growing
+    /// or a request fails.
+    startup: bool,
+    /// The startup window, requests.
+    cwnd: f64,
+    /// Highest rate sample of startup, and samples since it grew.
+    full_rate: f64,
+    flat_rounds: u32,
 }
 
 impl Default for Link {
@@ -67,6 +82,10 @@ impl Default for Link {
             penalty: 0,
             answers: 0,
             initial: INITIAL_WINDOW,
+            startup: true,
+            cwnd: INITIAL_WINDOW as f64,
+            full_rate: 0.0,
+            flat_rounds: 0,
         }
     }
 }
@@ -75,8 +94,10 @@ impl Link {
     /// A link whose window starts at `initial` requests (the guide's
     /// `Concurrency`), within `MIN_WINDOW..=MAX_WINDOW`.
     pub fn with_initial(initial: usize) -> Self {
+        let initial = initial.clamp(MIN_WINDOW, MAX_WINDOW);
         Link {
-            initial: initial.clamp(MIN_WINDOW, MAX_WINDOW),
+            initial,
+            cwnd: initial as f64,
             ..Link::default()
         }
     }
@@ -85,6 +106,9 @@ impl Link {
     pub fn on_answer(&mut self, bytes: usize, rtt: Duration, now: Instant) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.answers += 1;
+        if self.startup {
+            self.cwnd = (self.cwnd + 1.0).min(MAX_WINDOW as f64);
+        }
         let r = rtt.as_secs_f64();
         self.srtt = Some(self.srtt.map_or(r, |s| s + ALPHA * (r - s)));
         self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
@@ -104,24 +128,48 @@ impl Link {
         if span >= interval {
             let sample = self.interval_bytes as f64 / span.as_secs_f64();
             self.rate = sample.max(self.rate * RATE_DECAY);
+            if self.startup {
+                if sample >= self.full_rate * STARTUP_GROWTH {
+                    self.full_rate = sample;
+                    self.flat_rounds = 0;
+                } else {
+                    self.flat_rounds += 1;
+                    self.startup = self.flat_rounds < STARTUP_ROUNDS;
+                }
+            }
             self.interval_bytes = 0;
             self.interval_start = Some(now);
         }
     }
 
-    /// Notes a request that failed or was cancelled.
+    /// Notes a request that failed (timeout, stream gone): it ends
+    /// startup, as a loss ends TCP's slow start.
     pub fn on_failure(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.startup = false;
+    }
+
+    /// Notes a request we cancelled (it says nothing about the link).
+    pub fn on_cancel(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     /// Requests this stream should have in flight: its bandwidth-delay
     /// product in answers, with gain, within `MIN_WINDOW..=MAX_WINDOW`.
+    /// In startup, at least the startup window.
     pub fn window(&self) -> usize {
+        let floor = if self.startup {
+            self.cwnd as usize
+        } else {
+            MIN_WINDOW
+        };
         let (Some(rtt), true) = (self.min_rtt, self.answer_bytes > 0.0 && self.rate > 0.0) else {
-            return self.initial;
+            return self.initial.max(floor);
         };
         let bdp_answers = self.rate * rtt / self.answer_bytes;
-        ((GAIN * bdp_answers).ceil() as usize + 1).clamp(MIN_WINDOW, MAX_WINDOW)
+        ((GAIN * bdp_answers).ceil() as usize + 1)
+            .max(floor)
+            .clamp(MIN_WINDOW, MAX_WINDOW)
     }
 
     /// Whether it may take one more request.
@@ -182,6 +230,52 @@ mod tests {
             (15..=MAX_WINDOW).contains(&fast_far.window()),
             "{}",
             fast_far.window()
+        );
+    }
+
+    /// Round trips of 200 ms in which a stream delivers everything asked:
+    /// returns the window after `rounds` of them.
+    fn window_after_rounds(rounds: u32) -> usize {
+        let t0 = Instant::now();
+        let rtt = Duration::from_millis(200);
+        let mut l = Link::default();
+        for r in 0..rounds {
+            let w = l.window();
+            l.in_flight = w;
+            for i in 0..w {
+                let now = t0 + rtt * (r + 1) + Duration::from_micros(i as u64);
+                l.on_answer(70_000, rtt, now);
+            }
+        }
+        l.window()
+    }
+
+    #[test]
+    fn startup_doubles_the_window_every_round_trip() {
+        // 4 → 8 → 16 → 32: one more request per answer, as TCP's slow
+        // start, not one doubling per two round trips of rate estimates.
+        assert_eq!(window_after_rounds(1), 2 * INITIAL_WINDOW);
+        assert_eq!(window_after_rounds(3), MAX_WINDOW);
+    }
+
+    #[test]
+    fn a_failure_ends_startup() {
+        let mut l = Link::default();
+        let t0 = Instant::now();
+        l.in_flight = 4;
+        for i in 0..3u64 {
+            l.on_answer(
+                70_000,
+                Duration::from_millis(200),
+                t0 + Duration::from_millis(200 + i),
+            );
+        }
+        let grown = l.window();
+        l.on_failure();
+        assert!(
+            l.window() < grown,
+            "window {} after a timeout, {grown} before",
+            l.window()
         );
     }
 }
