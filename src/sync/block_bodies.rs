@@ -66,11 +66,12 @@ impl SyncMachine {
     /// size with margin, at most what one answer can hold.
     fn reservation(&self, n: usize) -> usize {
         let per = if self.block_bytes > 0.0 {
-            self.block_bytes * 2.0
+            self.block_bytes * 1.25
         } else {
             DEFAULT_BLOCK_BYTES
         };
-        charge(((per * n as f64) as usize).min(MAX_ANSWER_BYTES))
+        let raw = ((per * n as f64) as usize).min(MAX_ANSWER_BYTES);
+        charge(raw, n)
     }
 
     /// The lowest block not downloaded yet (what the writer waits for).
@@ -327,7 +328,7 @@ impl SyncMachine {
                 lacked.push(n);
                 continue;
             };
-            let cost = charge(bytes.len());
+            let cost = charge(bytes.len(), 1);
             if cost > room && lowest != Some(n) {
                 break; // past its reservation: asked again, no blame
             }
@@ -366,7 +367,7 @@ impl SyncMachine {
                 self.status.invalid_blocks += 1;
                 break;
             }
-            self.held += cost;
+            self.held += block.mem_bytes();
             self.note_block_size(block.len());
             self.prov.body_from(n, stream);
             staged.push((n, block.raw.clone()));
@@ -677,7 +678,7 @@ impl SyncMachine {
                 break;
             };
             for blk in b.blocks.iter() {
-                self.held = self.held.saturating_sub(charge(blk.len()));
+                self.held = self.held.saturating_sub(blk.mem_bytes());
             }
             for n in b.first..=b.last {
                 if let Some(s) = self.slot_mut(n) {
@@ -716,7 +717,7 @@ impl SyncMachine {
         let keep_len = (keep + 1 - base) as usize;
         for s in self.slots.iter_mut().skip(keep_len) {
             if let Some(b) = s.body.take() {
-                self.held = self.held.saturating_sub(charge(b.len()));
+                self.held = self.held.saturating_sub(b.mem_bytes());
             }
             *s = Default::default();
         }

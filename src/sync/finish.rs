@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::machine::{charge, Action, Phase, Restored, SyncMachine};
+use super::machine::{Action, Phase, Restored, SyncMachine};
 use crate::chain::StageId;
 use crate::metrics::names;
 
@@ -165,12 +165,12 @@ impl SyncMachine {
         let mut bodies_to = head;
         for b in r.blocks {
             let n = b.number();
-            let fits = self.held + charge(b.len()) <= self.settings.max_staged_bytes;
+            let fits = self.held + b.mem_bytes() <= self.settings.max_staged_bytes;
             let matches = n == bodies_to + 1 && self.slot(n).and_then(|s| s.hash) == Some(b.hash);
             if !fits || !matches {
                 break;
             }
-            self.held += charge(b.len());
+            self.held += b.mem_bytes();
             self.note_block_size(b.len());
             if let Some(s) = self.slot_mut(n) {
                 s.body = Some(Box::new(b));

@@ -408,10 +408,20 @@ impl std::fmt::Debug for SyncMachine {
 /// empty): with the byte budget, what bounds the sync's memory.
 pub const MAX_WINDOW_BLOCKS: u64 = 65_536;
 
-/// Bytes a downloaded block holds: its raw bytes and their decoded form.
-pub(super) fn charge(raw_len: usize) -> usize {
-    raw_len.saturating_mul(2)
+/// Bytes `blocks` downloaded blocks of `raw_len` raw bytes in all are
+/// expected to hold before they are decoded (for reservations): their raw
+/// bytes, their decoded form (transfers take ~1.2 × their RLP) and a fixed
+/// part each. A decoded block is charged exactly,
+/// [`SealedBlock::mem_bytes`](crate::chain::SealedBlock::mem_bytes).
+pub(super) fn charge(raw_len: usize, blocks: usize) -> usize {
+    raw_len
+        .saturating_mul(9)
+        .div_ceil(4)
+        .saturating_add(blocks.saturating_mul(BLOCK_OVERHEAD))
 }
+
+/// Fixed bytes of a decoded block besides its lists (struct, allocations).
+const BLOCK_OVERHEAD: usize = 640;
 
 impl SyncMachine {
     /// A machine at `start.tip` (see [`Start`]).

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use super::blame::{judge, resolve_break, Fault, Verdict};
 use super::finish::Stat;
 use super::machine::{
-    charge, Action, Batch, BatchId, BatchState, CommitError, CommitJob, SyncMachine, Tip, VerifyJob,
+    Action, Batch, BatchId, BatchState, CommitError, CommitJob, SyncMachine, Tip, VerifyJob,
 };
 use crate::chain::verify::{verify_segment, CommitteeKeys, SegmentCheck, SigPolicy};
 use crate::chain::{SealedBlock, StageId, VerifyError};
@@ -271,7 +271,7 @@ impl SyncMachine {
         let count = b.blocks.len() as u64;
         let bytes: u64 = b.blocks.iter().map(|x| x.len() as u64).sum();
         for blk in b.blocks.iter() {
-            self.held = self.held.saturating_sub(charge(blk.len()));
+            self.held = self.held.saturating_sub(blk.mem_bytes());
             let n = blk.number();
             if self.spec.is_epoch_last(n) {
                 let e = self.spec.epoch_of(n) + 1;
