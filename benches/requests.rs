@@ -86,10 +86,7 @@ fn host(
     let store = Arc::new(Store::open_or_create(dir.path(), genesis, opts).expect("store"));
     if !blocks.is_empty() {
         store
-            .insert_batch(&InsertBatch {
-                blocks: blocks.to_vec(),
-                progress: vec![],
-            })
+            .insert_batch(&InsertBatch::seal(blocks.to_vec(), vec![]))
             .expect("insert");
     }
     let mut cfg = HostConfig::from_config(

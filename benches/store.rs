@@ -54,10 +54,7 @@ fn insert(c: &mut Criterion) {
                     |(dir, store)| {
                         for chunk in blocks.chunks(BATCH) {
                             store
-                                .insert_batch(&InsertBatch {
-                                    blocks: chunk.to_vec(),
-                                    progress: vec![],
-                                })
+                                .insert_batch(&InsertBatch::seal(chunk.to_vec(), vec![]))
                                 .expect("insert");
                         }
                         (dir, store)

@@ -104,10 +104,7 @@ fn serving() -> Served {
     let store = Arc::new(Store::open_or_create(dir.path(), &genesis, opts).expect("store"));
     let blocks = (0..CHAIN).map(|_| g.next_block().expect("block")).collect();
     store
-        .insert_batch(&InsertBatch {
-            blocks,
-            progress: vec![],
-        })
+        .insert_batch(&InsertBatch::seal(blocks, vec![]))
         .expect("insert");
     let id = NodeIdentity::generate();
     let net = Net::start(cfg(), &id).expect("net");

@@ -83,11 +83,8 @@ fn node_killed_mid_sync_resumes_without_redownloading_committed_or_staged_blocks
         ..StoreOptions::default()
     };
     let src = Arc::new(Store::open_or_create(src_dir.path(), &genesis, opts).expect("store"));
-    src.insert_batch(&InsertBatch {
-        blocks,
-        progress: vec![],
-    })
-    .expect("insert");
+    src.insert_batch(&InsertBatch::seal(blocks, vec![]))
+        .expect("insert");
     let config = Config::for_network(Network::Localnet);
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let mut host = HostConfig::from_config(&config, listen, 0);

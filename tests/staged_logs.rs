@@ -42,11 +42,8 @@ fn run(buf: &Buf, staged: impl FnOnce(&mut StagedSyncConfig)) -> String {
         tempfile::tempdir().expect("tmp"),
     );
     let src = Arc::new(Store::open_or_create(d1.path(), &genesis, opts).expect("store"));
-    src.insert_batch(&InsertBatch {
-        blocks,
-        progress: vec![],
-    })
-    .expect("insert");
+    src.insert_batch(&InsertBatch::seal(blocks, vec![]))
+        .expect("insert");
     let server = Node::start(
         NodeConfig::new(
             Config::for_network(Network::Localnet),

@@ -22,10 +22,10 @@ fn insert_batch_is_atomic() {
     let (genesis, _, blocks) = common::chain(common::spec(1, 10, 4), 3, 20);
     let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
     store
-        .insert_batch(&InsertBatch {
-            blocks: blocks[..10].to_vec(),
-            progress: vec![(StageId::States, 10)],
-        })
+        .insert_batch(&InsertBatch::seal(
+            blocks[..10].to_vec(),
+            vec![(StageId::States, 10)],
+        ))
         .expect("first batch");
     let sender = blocks[10].block.body.transfers[0].from;
     let before = store.account(&sender).expect("read");
@@ -33,10 +33,7 @@ fn insert_batch_is_atomic() {
     let mut bad = blocks[10..].to_vec();
     bad[5].block.header.state_root[0] ^= 1;
     let err = store
-        .insert_batch(&InsertBatch {
-            blocks: bad,
-            progress: vec![(StageId::States, 20)],
-        })
+        .insert_batch(&InsertBatch::seal(bad, vec![(StageId::States, 20)]))
         .unwrap_err();
     assert!(
         matches!(err, StoreError::Invalid(ref v) if v.block_number() == 16),
@@ -64,10 +61,7 @@ fn batch_not_extending_head_is_refused() {
     let (genesis, _, blocks) = common::chain(common::spec(1, 10, 4), 0, 5);
     let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
     let err = store
-        .insert_batch(&InsertBatch {
-            blocks: blocks[2..].to_vec(),
-            progress: vec![],
-        })
+        .insert_batch(&InsertBatch::seal(blocks[2..].to_vec(), vec![]))
         .unwrap_err();
     assert!(
         matches!(err, StoreError::NotContiguous { head: 0, got: 3 }),
@@ -82,10 +76,7 @@ fn reads_by_number_and_hash_after_reopen() {
     {
         let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
         store
-            .insert_batch(&InsertBatch {
-                blocks: blocks.clone(),
-                progress: vec![],
-            })
+            .insert_batch(&InsertBatch::seal(blocks.clone(), vec![]))
             .expect("insert");
     }
     let store = Store::open(dir.path(), opts()).expect("reopen");
@@ -126,10 +117,7 @@ fn map_grows_instead_of_failing() {
     let store = Store::open_or_create(dir.path(), &genesis, small).expect("create");
     for chunk in blocks.chunks(200) {
         store
-            .insert_batch(&InsertBatch {
-                blocks: chunk.to_vec(),
-                progress: vec![],
-            })
+            .insert_batch(&InsertBatch::seal(chunk.to_vec(), vec![]))
             .expect("insert grows the map");
     }
     assert_eq!(store.head().expect("head").number, 600);
@@ -234,10 +222,7 @@ fn stored_commit_signatures_are_the_ones_the_hash_chain_covers() {
             b.commit_sig.signature[10] ^= 0x55;
         }
         store
-            .insert_batch(&InsertBatch {
-                blocks: sent,
-                progress: vec![],
-            })
+            .insert_batch(&InsertBatch::seal(sent, vec![]))
             .expect("insert");
     }
     for b in &blocks {
@@ -259,10 +244,10 @@ fn unwind_restores_the_state_and_removes_later_blocks() {
     let (genesis, chain, blocks) = common::chain(common::spec(3, 10, 4), 3, 30);
     let store = Store::open_or_create(dir.path(), &genesis, opts()).expect("create");
     store
-        .insert_batch(&InsertBatch {
-            blocks: blocks.clone(),
-            progress: vec![(StageId::States, 30)],
-        })
+        .insert_batch(&InsertBatch::seal(
+            blocks.clone(),
+            vec![(StageId::States, 30)],
+        ))
         .expect("insert");
     let tip = store.head().expect("head");
     let head = store.unwind_to(12).expect("unwind");
@@ -291,10 +276,7 @@ fn unwind_restores_the_state_and_removes_later_blocks() {
         "the head's signature came from a removed header"
     );
     store
-        .insert_batch(&InsertBatch {
-            blocks: blocks[12..].to_vec(),
-            progress: vec![],
-        })
+        .insert_batch(&InsertBatch::seal(blocks[12..].to_vec(), vec![]))
         .expect("the removed blocks execute again on the restored state");
     assert_eq!(store.head().expect("head"), tip);
     assert_eq!(
@@ -328,10 +310,7 @@ fn audit_stops_at_the_last_block_before_a_forged_hand_over() {
         .collect();
     let (store, _d2) = common::store(&genesis, &blocks[..hand_over as usize - 1]);
     store
-        .insert_batch(&InsertBatch {
-            blocks: forged,
-            progress: vec![],
-        })
+        .insert_batch(&InsertBatch::seal(forged, vec![]))
         .expect("the forged blocks execute");
     let audit = audit_chain(&*store).expect("audit");
     assert_eq!(audit.head, 40);

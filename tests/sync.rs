@@ -75,10 +75,7 @@ fn short_range_catches_up_after_the_source_grows() {
     node.shutdown();
     // The source grows by ten blocks; a restarted node catches up by short range.
     src.store
-        .insert_batch(&InsertBatch {
-            blocks: blocks[50..].to_vec(),
-            progress: vec![],
-        })
+        .insert_batch(&InsertBatch::seal(blocks[50..].to_vec(), vec![]))
         .expect("grow");
     let mut again = syncing_node(dst_store.clone(), vec![src.node.peer_addr()], |_, _| {});
     assert!(

@@ -273,10 +273,7 @@ fn a_node_on_an_invalid_branch_unwinds_to_its_last_verified_block() {
         .collect();
     let (store, _dir) = common::store(&genesis, &blocks[..hand_over as usize - 1]);
     store
-        .insert_batch(&InsertBatch {
-            blocks: forged,
-            progress: vec![],
-        })
+        .insert_batch(&InsertBatch::seal(forged, vec![]))
         .expect("the forged branch executes");
     let honest = serving(&genesis, &blocks);
     let mut dst = common::nodes::syncing_node(store.clone(), boot(&[&honest]), |_, _| {});

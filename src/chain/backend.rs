@@ -2,7 +2,10 @@
 //! from a chain. The project's LMDB [`crate::store::Store`] implements it; an
 //! embedder can implement it over its own chain database.
 
+use std::sync::Arc;
+
 use super::error::VerifyError;
+use super::sealed::SealedBlock;
 use super::spec::ChainSpec;
 use super::stage_id::StageId;
 use super::types::{Block, BlockWithSig, CommitSig, Committee, Header};
@@ -21,12 +24,26 @@ pub struct HeadInfo {
 
 /// A batch of verified blocks to insert atomically, with the stage progress
 /// it completes. Blocks must be contiguous and extend the current head.
+/// Blocks are sealed (decoded, hashed, with their raw bytes), so a store
+/// writes the bytes received and the hash computed once, never re-encoding
+/// or re-hashing them; the sync hands its batches over without a copy.
 #[derive(Clone, Debug, Default)]
 pub struct InsertBatch {
     /// Blocks in ascending order, each with its commit signature.
-    pub blocks: Vec<BlockWithSig>,
+    pub blocks: Arc<Vec<SealedBlock>>,
     /// Stage checkpoints written in the same transaction.
     pub progress: Vec<(StageId, u64)>,
+}
+
+impl InsertBatch {
+    /// A batch of blocks built or decoded elsewhere: each is sealed
+    /// (encoded and hashed once) here.
+    pub fn seal(blocks: Vec<BlockWithSig>, progress: Vec<(StageId, u64)>) -> Self {
+        InsertBatch {
+            blocks: Arc::new(blocks.into_iter().map(SealedBlock::seal).collect()),
+            progress,
+        }
+    }
 }
 
 /// Errors of a chain backend.

@@ -65,6 +65,31 @@ impl SealedBlock {
             + 5 * ALLOC
     }
 
+    /// The RLP of its header and of its body, as slices of the raw bytes
+    /// (what `Header::to_bytes` and `Body::to_bytes` give: a decoded block
+    /// was canonical RLP, which the decoder enforces). `None` if the raw
+    /// bytes are not a block's RLP (a block built with inconsistent
+    /// fields).
+    pub fn raw_parts(&self) -> Option<(&[u8], &[u8])> {
+        fn item(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+            let mut rest = buf;
+            let h = alloy_rlp::Header::decode(&mut rest).ok()?;
+            let len = buf.len() - rest.len() + h.payload_length;
+            (len <= buf.len()).then(|| buf.split_at(len))
+        }
+        fn payload(buf: &[u8]) -> Option<&[u8]> {
+            let mut rest = buf;
+            let h = alloy_rlp::Header::decode(&mut rest).ok()?;
+            (h.list && h.payload_length <= rest.len()).then(|| &rest[..h.payload_length])
+        }
+        let block = payload(&self.raw)?;
+        let (block, _) = item(block)?;
+        let fields = payload(block)?;
+        let (header, rest) = item(fields)?;
+        let (body, _) = item(rest)?;
+        Some((header, body))
+    }
+
     /// Bytes it arrived as.
     pub fn len(&self) -> usize {
         self.raw.len()
@@ -79,5 +104,32 @@ impl SealedBlock {
 impl std::borrow::Borrow<BlockWithSig> for SealedBlock {
     fn borrow(&self) -> &BlockWithSig {
         &self.block
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::generator::Generator;
+    use crate::chain::GenesisSpec;
+
+    #[test]
+    fn raw_parts_are_the_header_and_body_encodings() {
+        let spec = GenesisSpec {
+            seed: 5,
+            network: "localnet".into(),
+            shard_id: 0,
+            epoch_len: 3,
+            committee_size: 4,
+            accounts: 8,
+        };
+        let (mut g, _) = Generator::new(spec, 7).expect("spec");
+        for _ in 0..6 {
+            let b = g.next_block().expect("block");
+            let s = SealedBlock::from_raw(&b.to_bytes()).expect("decodes");
+            let (h, body) = s.raw_parts().expect("a block's RLP");
+            assert_eq!(h, b.block.header.to_bytes().as_slice());
+            assert_eq!(body, b.block.body.to_bytes().as_slice());
+        }
     }
 }

@@ -91,13 +91,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| e.to_string())?;
             left -= n as u64;
-            if tx
-                .send(InsertBatch {
-                    blocks,
-                    progress: vec![],
-                })
-                .is_err()
-            {
+            if tx.send(InsertBatch::seal(blocks, vec![])).is_err() {
                 return Ok(());
             }
         }

@@ -222,10 +222,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         let blocks = (0..n)
             .map(|_| gen.next_block())
             .collect::<Result<Vec<_>, _>>()?;
-        source.insert_batch(&InsertBatch {
-            blocks,
-            progress: vec![],
-        })?;
+        source.insert_batch(&InsertBatch::seal(blocks, vec![]))?;
         left -= n as u64;
         gbar.set_position(a.blocks - left);
     }

@@ -338,11 +338,12 @@ impl Store {
             // The old head's signature is the one the first block's header
             // carries (the hash chain covers it), replacing the copy kept.
             if let Some(first) = batch.blocks.first() {
-                if let Some(c) = first.block.header.parent_commit() {
+                if let Some(c) = first.block.block.header.parent_commit() {
                     put(txn, dbs.commit_sigs, &be(head_n), &c.to_bytes())?;
                 }
             }
-            for (i, bws) in batch.blocks.iter().enumerate() {
+            for (i, sealed) in batch.blocks.iter().enumerate() {
+                let bws = &sealed.block;
                 let b = &bws.block;
                 let n = b.number();
                 if n != parent.number + 1 {
@@ -392,12 +393,15 @@ impl Store {
                 }
                 append(txn, dbs.account_changes, &be(n), &encode(&before))?;
                 overlay.extend(diff);
-                let hash = b.hash();
-                write_block(txn, dbs, b, &hash)?;
+                let hash = sealed.hash;
+                match sealed.raw_parts() {
+                    Some((header, body)) => write_raw_block(txn, dbs, n, header, body, &hash)?,
+                    None => write_block(txn, dbs, b, &hash)?,
+                }
                 // Its signature: the one the next block's header carries, or
                 // for the batch's last the one sent with it (verified).
                 let kept = match batch.blocks.get(i + 1) {
-                    Some(child) => child.block.header.parent_commit(),
+                    Some(child) => child.block.block.header.parent_commit(),
                     None => None,
                 };
                 let kept = kept.as_ref().unwrap_or(&bws.commit_sig);
@@ -733,6 +737,22 @@ fn read_head<T: Transaction>(txn: &T, dbs: &Dbs) -> Result<(u64, B256), StoreErr
     let mut h = [0u8; 32];
     h.copy_from_slice(&v[8..]);
     Ok((n, h))
+}
+
+/// As [`write_block`], from the header's and body's RLP as received.
+fn write_raw_block(
+    txn: &mut RwTransaction<'_>,
+    dbs: &Dbs,
+    number: u64,
+    header: &[u8],
+    body: &[u8],
+    hash: &B256,
+) -> Result<(), StoreError> {
+    let key = be(number);
+    append(txn, dbs.headers, &key, header)?;
+    append(txn, dbs.bodies, &key, body)?;
+    append(txn, dbs.hashes, &key, hash)?;
+    put(txn, dbs.hash_to_number, hash, &key)
 }
 
 fn write_block(

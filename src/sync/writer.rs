@@ -77,7 +77,7 @@ fn commit(
     c: &CommitJob,
 ) -> Result<(), CommitError> {
     let batch = InsertBatch {
-        blocks: c.blocks.iter().map(|b| b.block.clone()).collect(),
+        blocks: c.blocks.clone(),
         progress: c.progress.clone(),
     };
     backend

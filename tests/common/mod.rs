@@ -66,11 +66,8 @@ pub fn store(
     };
     let s = std::sync::Arc::new(Store::open_or_create(dir.path(), genesis, opts).expect("store"));
     if !blocks.is_empty() {
-        s.insert_batch(&InsertBatch {
-            blocks: blocks.to_vec(),
-            progress: vec![],
-        })
-        .expect("insert");
+        s.insert_batch(&InsertBatch::seal(blocks.to_vec(), vec![]))
+            .expect("insert");
     }
     (s, dir)
 }

@@ -55,10 +55,7 @@ pub fn serving_node(
     let store = Arc::new(Store::open_or_create(dir.path(), genesis, opts).expect("store"));
     if !blocks.is_empty() {
         store
-            .insert_batch(&InsertBatch {
-                blocks: blocks.to_vec(),
-                progress: vec![],
-            })
+            .insert_batch(&InsertBatch::seal(blocks.to_vec(), vec![]))
             .expect("insert");
     }
     let identity = NodeIdentity::generate();

@@ -91,12 +91,9 @@ impl ChainBackend for Watched {
             hook(batch);
         }
         let head = self.inner.insert_verified_batch(batch)?;
-        self.committed.lock().extend(
-            batch
-                .blocks
-                .iter()
-                .map(|b| (b.block.number(), b.block.hash())),
-        );
+        self.committed
+            .lock()
+            .extend(batch.blocks.iter().map(|b| (b.number(), b.hash)));
         Ok(head)
     }
     fn unwind_to(&self, number: u64) -> Result<HeadInfo, BackendError> {
