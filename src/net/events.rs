@@ -71,6 +71,10 @@ pub enum CloseReason {
     /// The peer does not read what we send.
     #[error("write buffer over its limit (peer not reading)")]
     WriteBufferFull,
+    /// The peer took none of our unsent bytes for the write-progress
+    /// deadline (`NetConfig::write_progress_timeout`).
+    #[error("peer took no data for the write-progress deadline (not reading)")]
+    WriteStalled,
     /// Too many inbound handshakes at once.
     #[error("too many inbound handshakes")]
     TooManyHandshakes,

@@ -52,7 +52,14 @@ pub struct NetConfig {
     /// Unsent bytes one connection may hold before it is closed as a peer
     /// that does not read.
     pub write_buffer_limit: usize,
-    /// Write tokens (the write semaphore).
+    /// How long a connection with unsent bytes may go without the peer
+    /// taking any of them before it is closed as a peer that does not read
+    /// ([`CloseReason::WriteStalled`]).
+    pub write_progress_timeout: Duration,
+    /// Write tokens (the write semaphore): frames handed to the network
+    /// thread and not yet queued on their connection. A token is given back
+    /// as soon as the network thread queues the frame, so a peer that does
+    /// not read never holds one.
     pub write_concurrency: usize,
     /// Requests queued for the server; past this, peers get `rate_limited`.
     pub request_queue: usize,
@@ -73,6 +80,7 @@ impl NetConfig {
             max_inbound_handshakes: 64,
             max_connections: 2048,
             write_buffer_limit: 64 << 20,
+            write_progress_timeout: Duration::from_secs(10),
             write_concurrency: DEFAULT_WRITE_CONCURRENCY,
             request_queue: 4096,
             link: LinkProfile::default(),
@@ -127,7 +135,8 @@ impl NetHandle {
     }
 
     /// Sends `msg` on `stream`, waiting for a write token first (back-pressure
-    /// when 32 writes are in flight). Encoding happens on the caller's thread.
+    /// when 32 frames wait for the network thread; the wait is on that
+    /// thread, never on a peer). Encoding happens on the caller's thread.
     pub fn send(&self, stream: StreamId, msg: &Message) -> Result<(), NetError> {
         let permit = self.semaphore.acquire();
         self.command(Command::Send {

@@ -78,7 +78,11 @@ struct Conn {
     out_pos: usize,
     queued: u64,
     written: u64,
-    permits: VecDeque<(u64, WritePermit)>,
+    /// Where each frame queued and not yet fully written ends (in
+    /// `queued` bytes), to count frames lost on close.
+    frame_ends: VecDeque<u64>,
+    /// Open: when the peer last took bytes, or the output became pending.
+    last_write: Instant,
     deadline: Option<Instant>,
     goodbye: Option<String>,
     delayed: VecDeque<Delayed>,
@@ -277,7 +281,8 @@ impl Reactor {
                 out_pos: 0,
                 queued: 0,
                 written: 0,
-                permits: VecDeque::new(),
+                frame_ends: VecDeque::new(),
+                last_write: Instant::now(),
                 deadline: Some(deadline),
                 goodbye: None,
                 delayed: VecDeque::new(),
@@ -420,11 +425,17 @@ impl Reactor {
             return;
         }
         let out = session.take_output();
+        if c.out_pos == c.out.len() {
+            // Nothing was pending: the write-progress clock starts now.
+            c.last_write = Instant::now();
+        }
         c.queued += out.len() as u64;
         c.out.extend_from_slice(&out);
-        if let Some(p) = permit {
-            c.permits.push_back((c.queued, p));
-        }
+        c.frame_ends.push_back(c.queued);
+        // Queued on its connection: the token goes back now, whether or not
+        // this peer ever reads (its output is bounded by
+        // `write_buffer_limit` and the write-progress deadline instead).
+        drop(permit);
         self.counters.msg_write.increment(1);
         if c.out.len() - c.out_pos > self.cfg.write_buffer_limit {
             self.close(stream, CloseReason::WriteBufferFull);
@@ -640,6 +651,7 @@ impl Reactor {
                 Ok(n) => {
                     c.out_pos += n;
                     c.written += n as u64;
+                    c.last_write = Instant::now();
                     self.counters.bytes_write.increment(n as u64);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -647,15 +659,23 @@ impl Reactor {
                 Err(e) => return self.close(id, CloseReason::Io(e.to_string())),
             }
         }
-        while c.permits.front().is_some_and(|(end, _)| *end <= c.written) {
-            c.permits.pop_front();
+        while c.frame_ends.front().is_some_and(|end| *end <= c.written) {
+            c.frame_ends.pop_front();
         }
         if c.out_pos == c.out.len() {
             c.out.clear();
             c.out_pos = 0;
-        } else if c.out_pos > (1 << 20) {
-            c.out.drain(..c.out_pos);
-            c.out_pos = 0;
+        } else {
+            if c.out_pos > (1 << 20) {
+                c.out.drain(..c.out_pos);
+                c.out_pos = 0;
+            }
+            // Bytes left: make sure the write-progress deadline is armed.
+            if matches!(c.phase, Phase::Open) && c.deadline.is_none() {
+                let at = c.last_write + self.cfg.write_progress_timeout;
+                c.deadline = Some(at);
+                self.timers.push(Reverse((at, id)));
+            }
         }
     }
 
@@ -668,7 +688,7 @@ impl Reactor {
         if c.inbound && !matches!(c.phase, Phase::Open) {
             self.inbound_handshakes = self.inbound_handshakes.saturating_sub(1);
         }
-        let dropped_frames = c.permits.len() as u64;
+        let dropped_frames = c.frame_ends.len() as u64;
         if dropped_frames > 0 {
             self.counters.msg_write_failed.increment(dropped_frames);
         }
@@ -722,7 +742,7 @@ impl Reactor {
                 break;
             }
             self.timers.pop();
-            let Some(c) = self.conns.get(&id) else {
+            let Some(c) = self.conns.get_mut(&id) else {
                 continue;
             };
             if c.deadline != Some(t) {
@@ -731,7 +751,21 @@ impl Reactor {
             let reason = match c.phase {
                 Phase::Connecting => CloseReason::ConnectTimeout,
                 Phase::Handshaking => CloseReason::HandshakeTimeout,
-                Phase::Open => continue,
+                Phase::Open => {
+                    // The write-progress deadline: bytes pending and none
+                    // taken since `last_write`.
+                    c.deadline = None;
+                    if c.out_pos == c.out.len() {
+                        continue;
+                    }
+                    let at = c.last_write + self.cfg.write_progress_timeout;
+                    if at > now {
+                        c.deadline = Some(at);
+                        self.timers.push(Reverse((at, id)));
+                        continue;
+                    }
+                    CloseReason::WriteStalled
+                }
             };
             self.close(id, reason);
         }

@@ -1,9 +1,12 @@
 //! The write semaphore: a bounded channel of tokens capping how many frames
-//! are being written to streams at once (Harmony's `writeConcurrency`, 32).
+//! wait for the network thread at once (Harmony's `writeConcurrency`, 32).
 //!
-//! A sender takes a [`WritePermit`] before queueing a frame; the network
-//! thread drops it once the frame's last byte reached the socket (or the
-//! stream closed), which returns the token.
+//! A sender takes a [`WritePermit`] before handing a frame over; the network
+//! thread drops it as soon as the frame is queued on its connection, which
+//! returns the token. A token is never held for a peer: one that does not
+//! read is bounded by `NetConfig::write_buffer_limit` and the write-progress
+//! deadline (`NetConfig::write_progress_timeout`) instead, so a sender waits
+//! only for the network thread, never for a peer (DESIGN.md §15).
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 
