@@ -75,8 +75,9 @@ pub enum CloseReason {
     /// deadline (`NetConfig::write_progress_timeout`).
     #[error("peer took no data for the write-progress deadline (not reading)")]
     WriteStalled,
-    /// Too many inbound handshakes at once.
-    #[error("too many inbound handshakes")]
+    /// Too many inbound handshakes at once: the oldest pending one is
+    /// closed to make room for a newcomer.
+    #[error("too many inbound handshakes (oldest pending evicted)")]
     TooManyHandshakes,
     /// Too many connections.
     #[error("connection limit reached")]

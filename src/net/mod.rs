@@ -45,8 +45,11 @@ pub struct NetConfig {
     pub connect_timeout: Duration,
     /// Limit of a Noise handshake, from accept or connect.
     pub handshake_timeout: Duration,
-    /// Inbound handshakes in progress at once; more are refused.
+    /// Inbound handshakes in progress at once; a new one evicts the oldest.
     pub max_inbound_handshakes: usize,
+    /// Inbound handshakes in progress at once from one IP address (0 = no
+    /// cap); a new one evicts that address's oldest.
+    pub max_handshakes_per_ip: usize,
     /// Connections at once (any state); more are refused.
     pub max_connections: usize,
     /// Unsent bytes one connection may hold before it is closed as a peer
@@ -78,6 +81,7 @@ impl NetConfig {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             max_inbound_handshakes: 64,
+            max_handshakes_per_ip: 8,
             max_connections: 2048,
             write_buffer_limit: 64 << 20,
             write_progress_timeout: Duration::from_secs(10),

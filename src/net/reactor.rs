@@ -121,7 +121,10 @@ pub(super) struct Reactor {
     conns: HashMap<StreamId, Conn>,
     next_id: StreamId,
     timers: BinaryHeap<Reverse<(Instant, StreamId)>>,
-    inbound_handshakes: usize,
+    /// Inbound connections still handshaking, oldest (lowest id) first,
+    /// with their IP: bounded by `max_inbound_handshakes` and
+    /// `max_handshakes_per_ip`, the oldest evicted to make room.
+    inbound_handshakes: std::collections::BTreeMap<StreamId, std::net::IpAddr>,
     pending_reads: HashSet<StreamId>,
     delayed_conns: HashSet<StreamId>,
     cmds: Receiver<Command>,
@@ -150,7 +153,7 @@ impl Reactor {
             conns: HashMap::new(),
             next_id: 1,
             timers: BinaryHeap::new(),
-            inbound_handshakes: 0,
+            inbound_handshakes: std::collections::BTreeMap::new(),
             pending_reads: HashSet::new(),
             delayed_conns: HashSet::new(),
             cmds,
@@ -211,10 +214,7 @@ impl Reactor {
                         tracing::debug!(%addr, "refused: {}", CloseReason::TooManyConnections);
                         continue;
                     }
-                    if self.inbound_handshakes >= self.cfg.max_inbound_handshakes {
-                        tracing::debug!(%addr, "refused: {}", CloseReason::TooManyHandshakes);
-                        continue;
-                    }
+                    self.make_handshake_room(addr.ip());
                     let session = match Session::responder(&self.keys) {
                         Ok(s) => s,
                         Err(e) => {
@@ -232,7 +232,7 @@ impl Reactor {
                     );
                     if let Some(c) = self.conns.get_mut(&id) {
                         c.session = Some(session);
-                        self.inbound_handshakes += 1;
+                        self.inbound_handshakes.insert(id, addr.ip());
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
@@ -242,6 +242,33 @@ impl Reactor {
                     return;
                 }
             }
+        }
+    }
+
+    /// Makes room for one more inbound handshake from `ip`: past
+    /// `max_handshakes_per_ip` from that IP, or `max_inbound_handshakes` in
+    /// all, the oldest pending one (of that IP first) is closed. Silent or
+    /// slow sockets then cannot keep a newcomer out: an honest handshake
+    /// completes long before newer arrivals push it out, even from the same
+    /// IP (DESIGN.md §15).
+    fn make_handshake_room(&mut self, ip: std::net::IpAddr) {
+        let per_ip = self.cfg.max_handshakes_per_ip;
+        if per_ip > 0 {
+            let from_ip: Vec<StreamId> = self
+                .inbound_handshakes
+                .iter()
+                .filter(|(_, a)| **a == ip)
+                .map(|(id, _)| *id)
+                .collect();
+            if from_ip.len() >= per_ip {
+                self.close(from_ip[0], CloseReason::TooManyHandshakes);
+            }
+        }
+        while self.inbound_handshakes.len() >= self.cfg.max_inbound_handshakes.max(1) {
+            let Some((&oldest, _)) = self.inbound_handshakes.iter().next() else {
+                break;
+            };
+            self.close(oldest, CloseReason::TooManyHandshakes);
         }
     }
 
@@ -566,7 +593,7 @@ impl Reactor {
             }
         }
         if c.inbound {
-            self.inbound_handshakes = self.inbound_handshakes.saturating_sub(1);
+            self.inbound_handshakes.remove(&id);
         }
         c.phase = Phase::Open;
         c.deadline = None;
@@ -685,9 +712,7 @@ impl Reactor {
         };
         let _ = self.poll.registry().deregister(&mut c.socket);
         self.pending_reads.remove(&id);
-        if c.inbound && !matches!(c.phase, Phase::Open) {
-            self.inbound_handshakes = self.inbound_handshakes.saturating_sub(1);
-        }
+        self.inbound_handshakes.remove(&id);
         let dropped_frames = c.frame_ends.len() as u64;
         if dropped_frames > 0 {
             self.counters.msg_write_failed.increment(dropped_frames);
