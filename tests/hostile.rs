@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::peer::*;
-use streamsync::net::CloseReason;
+use streamsync::net::{CloseReason, NetEvent};
 use streamsync::server::RateLimits;
 use streamsync::wire::{Message, Request, Response};
 
@@ -116,4 +116,106 @@ fn silent_sockets_cannot_keep_honest_dials_out() {
         served, 14,
         "honest dials served while silent sockets arrive"
     );
+}
+
+/// Resident memory of this test process, bytes (`VmRSS`).
+fn rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Authenticated peers each announce a 16 MiB frame and send all of it but
+/// a few bytes: on 78dc348 each held ~16 MiB with no overall limit (200
+/// peers, 3.2 GiB). The inbound budget closes the connections holding the
+/// largest partial frames, and an honest peer is served throughout.
+#[test]
+fn partial_frames_cannot_exhaust_memory() {
+    const ATTACKERS: usize = 16;
+    const FRAME: usize = 16 << 20;
+    let (genesis, _, blocks) = common::chain(common::spec(1, 1000, 4), 2, 8);
+    let mut cfg = net_config(localnet());
+    cfg.read_buffer_budget = 32 << 20;
+    let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
+    let honest = client_node(net_config(localnet()));
+    let s = honest.connect(&a);
+    a.wait_up();
+    let before = rss();
+    let chunk = vec![0x5a; 1 << 20];
+    let mut attackers = Vec::new();
+    let evicted = std::cell::Cell::new(0);
+    let count = |e: NetEvent| match e {
+        NetEvent::StreamDown(d) if d.reason == CloseReason::ReadBudget => {
+            evicted.set(evicted.get() + 1)
+        }
+        NetEvent::StreamDown(d) => panic!("a stream closed for another reason: {}", d.reason),
+        _ => {}
+    };
+    for _ in 0..ATTACKERS {
+        let mut p = RawPeer::honest(a.addr(), localnet());
+        loop {
+            match a.next_event() {
+                NetEvent::StreamUp(_) => break,
+                e => count(e),
+            }
+        }
+        p.send_unframed(&(FRAME as u32).to_be_bytes());
+        for _ in 0..FRAME / chunk.len() - 1 {
+            p.send_unframed(&chunk);
+        }
+        p.send_unframed(&chunk[..chunk.len() - 16]);
+        attackers.push(p);
+        assert!(
+            honest
+                .client
+                .request(s.id, Request::GetBlockNumber, T)
+                .is_ok(),
+            "honest peer served during the attack"
+        );
+    }
+    let grown = rss().saturating_sub(before);
+    // The budget (32 MiB), one frame over it before the eviction, and the
+    // allocator's slack; without a budget the partial frames alone hold
+    // 16 × 16 MiB = 256 MiB.
+    assert!(grown < 128 << 20, "RSS grew {} MiB", grown >> 20);
+    while evicted.get() < ATTACKERS - 2 {
+        let e = a.next_event();
+        count(e);
+    }
+    assert!(
+        honest
+            .client
+            .request(s.id, Request::GetBlockNumber, T)
+            .is_ok(),
+        "honest peer served after the attack"
+    );
+}
+
+/// A peer that starts a frame and stops (slowloris) is closed at the frame
+/// deadline instead of holding its buffer for as long as it stays
+/// connected (78dc348 had no such deadline).
+#[test]
+fn a_started_frame_must_complete_in_time() {
+    let (genesis, _, blocks) = common::chain(common::spec(1, 1000, 4), 2, 8);
+    let mut cfg = net_config(localnet());
+    cfg.frame_timeout = Duration::from_secs(1);
+    let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
+    let mut slow = RawPeer::honest(a.addr(), localnet());
+    a.wait_up();
+    slow.send_unframed(&1000u32.to_be_bytes());
+    slow.send_unframed(&[0x5a; 100]);
+    let honest = client_node(net_config(localnet()));
+    let s = honest.connect(&a);
+    assert!(honest
+        .client
+        .request(s.id, Request::GetBlockNumber, T)
+        .is_ok());
+    assert_eq!(a.wait_down(), CloseReason::FrameTimeout);
+    assert!(honest
+        .client
+        .request(s.id, Request::GetBlockNumber, T)
+        .is_ok());
 }

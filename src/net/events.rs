@@ -75,6 +75,14 @@ pub enum CloseReason {
     /// deadline (`NetConfig::write_progress_timeout`).
     #[error("peer took no data for the write-progress deadline (not reading)")]
     WriteStalled,
+    /// A frame started arriving and did not complete within
+    /// `NetConfig::frame_timeout`.
+    #[error("frame not completed within the frame deadline")]
+    FrameTimeout,
+    /// The node's inbound buffers passed `NetConfig::read_buffer_budget`
+    /// and this connection held the most of them (a partial frame).
+    #[error("inbound buffer budget exceeded (largest partial frame)")]
+    ReadBudget,
     /// Too many inbound handshakes at once: the oldest pending one is
     /// closed to make room for a newcomer.
     #[error("too many inbound handshakes (oldest pending evicted)")]

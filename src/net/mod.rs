@@ -55,6 +55,15 @@ pub struct NetConfig {
     /// Unsent bytes one connection may hold before it is closed as a peer
     /// that does not read.
     pub write_buffer_limit: usize,
+    /// Bytes all connections' receive buffers (Noise messages and partial
+    /// frames) may hold together; past it the connection holding the most
+    /// is closed ([`CloseReason::ReadBudget`]). One connection holds at
+    /// most one maximum frame (16 MiB) plus one Noise message (64 KiB).
+    pub read_buffer_budget: usize,
+    /// How long a frame may take to arrive once its first byte has
+    /// ([`CloseReason::FrameTimeout`]): a peer cannot keep a partial frame
+    /// buffered.
+    pub frame_timeout: Duration,
     /// How long a connection with unsent bytes may go without the peer
     /// taking any of them before it is closed as a peer that does not read
     /// ([`CloseReason::WriteStalled`]).
@@ -85,6 +94,8 @@ impl NetConfig {
             max_connections: 2048,
             write_buffer_limit: 64 << 20,
             write_progress_timeout: Duration::from_secs(10),
+            read_buffer_budget: 256 << 20,
+            frame_timeout: Duration::from_secs(30),
             write_concurrency: DEFAULT_WRITE_CONCURRENCY,
             request_queue: 4096,
             link: LinkProfile::default(),

@@ -83,6 +83,10 @@ struct Conn {
     frame_ends: VecDeque<u64>,
     /// Open: when the peer last took bytes, or the output became pending.
     last_write: Instant,
+    /// Bytes of the inbound budget this connection's receive buffers hold.
+    rx_charge: usize,
+    /// When the frame being received started arriving.
+    frame_started: Option<Instant>,
     deadline: Option<Instant>,
     goodbye: Option<String>,
     delayed: VecDeque<Delayed>,
@@ -126,6 +130,8 @@ pub(super) struct Reactor {
     /// `max_handshakes_per_ip`, the oldest evicted to make room.
     inbound_handshakes: std::collections::BTreeMap<StreamId, std::net::IpAddr>,
     pending_reads: HashSet<StreamId>,
+    /// Bytes all connections' receive buffers hold (`NetConfig::read_buffer_budget`).
+    rx_total: usize,
     delayed_conns: HashSet<StreamId>,
     cmds: Receiver<Command>,
     events: Sender<NetEvent>,
@@ -154,6 +160,7 @@ impl Reactor {
             next_id: 1,
             timers: BinaryHeap::new(),
             inbound_handshakes: std::collections::BTreeMap::new(),
+            rx_total: 0,
             pending_reads: HashSet::new(),
             delayed_conns: HashSet::new(),
             cmds,
@@ -245,6 +252,66 @@ impl Reactor {
         }
     }
 
+    /// Sets connection `id`'s deadline to `at` unless an earlier one is set.
+    fn arm(&mut self, id: StreamId, at: Instant) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if c.deadline.is_none_or(|d| at < d) {
+            c.deadline = Some(at);
+            self.timers.push(Reverse((at, id)));
+        }
+    }
+
+    /// Charges connection `id`'s receive buffers to the inbound budget,
+    /// starts its frame deadline when a frame has begun, and past the
+    /// budget closes the connection holding the most (the largest partial
+    /// frame: an honest answer is at most ~2 MiB, an attacker's partial
+    /// frame up to 16 MiB). Returns false if `id` itself was closed.
+    fn account_rx(&mut self, id: StreamId) -> bool {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
+        let Some(session) = c.session.as_ref() else {
+            return true;
+        };
+        let charge = session.buffer_capacity();
+        let in_frame = session.in_frame();
+        self.rx_total = self.rx_total - c.rx_charge + charge;
+        c.rx_charge = charge;
+        let open = matches!(c.phase, Phase::Open);
+        match (in_frame, c.frame_started) {
+            (true, None) if open => {
+                let now = Instant::now();
+                c.frame_started = Some(now);
+                let at = now + self.cfg.frame_timeout;
+                self.arm(id, at);
+            }
+            (false, Some(_)) => c.frame_started = None,
+            _ => {}
+        }
+        while self.rx_total > self.cfg.read_buffer_budget {
+            let Some((&worst, _)) = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.rx_charge > 0)
+                .max_by_key(|(cid, c)| (c.rx_charge, std::cmp::Reverse(**cid)))
+            else {
+                break;
+            };
+            tracing::debug!(
+                stream = worst,
+                total = self.rx_total,
+                "inbound buffer budget exceeded"
+            );
+            self.close(worst, CloseReason::ReadBudget);
+            if worst == id {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Makes room for one more inbound handshake from `ip`: past
     /// `max_handshakes_per_ip` from that IP, or `max_inbound_handshakes` in
     /// all, the oldest pending one (of that IP first) is closed. Silent or
@@ -310,6 +377,8 @@ impl Reactor {
                 written: 0,
                 frame_ends: VecDeque::new(),
                 last_write: Instant::now(),
+                rx_charge: 0,
+                frame_started: None,
                 deadline: Some(deadline),
                 goodbye: None,
                 delayed: VecDeque::new(),
@@ -564,6 +633,9 @@ impl Reactor {
                     return;
                 }
             }
+            if !self.account_rx(id) {
+                return;
+            }
             if total >= READ_BUDGET {
                 self.pending_reads.insert(id);
                 break;
@@ -698,10 +770,9 @@ impl Reactor {
                 c.out_pos = 0;
             }
             // Bytes left: make sure the write-progress deadline is armed.
-            if matches!(c.phase, Phase::Open) && c.deadline.is_none() {
+            if matches!(c.phase, Phase::Open) {
                 let at = c.last_write + self.cfg.write_progress_timeout;
-                c.deadline = Some(at);
-                self.timers.push(Reverse((at, id)));
+                self.arm(id, at);
             }
         }
     }
@@ -713,6 +784,7 @@ impl Reactor {
         let _ = self.poll.registry().deregister(&mut c.socket);
         self.pending_reads.remove(&id);
         self.inbound_handshakes.remove(&id);
+        self.rx_total = self.rx_total.saturating_sub(c.rx_charge);
         let dropped_frames = c.frame_ends.len() as u64;
         if dropped_frames > 0 {
             self.counters.msg_write_failed.increment(dropped_frames);
@@ -777,19 +849,24 @@ impl Reactor {
                 Phase::Connecting => CloseReason::ConnectTimeout,
                 Phase::Handshaking => CloseReason::HandshakeTimeout,
                 Phase::Open => {
-                    // The write-progress deadline: bytes pending and none
-                    // taken since `last_write`.
+                    // The write-progress deadline (bytes pending and none
+                    // taken since `last_write`) and the frame deadline (a
+                    // started frame not completed in time).
                     c.deadline = None;
-                    if c.out_pos == c.out.len() {
+                    let write = (c.out_pos < c.out.len())
+                        .then(|| c.last_write + self.cfg.write_progress_timeout);
+                    let frame = c.frame_started.map(|t| t + self.cfg.frame_timeout);
+                    if write.is_some_and(|at| at <= now) {
+                        CloseReason::WriteStalled
+                    } else if frame.is_some_and(|at| at <= now) {
+                        CloseReason::FrameTimeout
+                    } else {
+                        if let Some(at) = write.into_iter().chain(frame).min() {
+                            c.deadline = Some(at);
+                            self.timers.push(Reverse((at, id)));
+                        }
                         continue;
                     }
-                    let at = c.last_write + self.cfg.write_progress_timeout;
-                    if at > now {
-                        c.deadline = Some(at);
-                        self.timers.push(Reverse((at, id)));
-                        continue;
-                    }
-                    CloseReason::WriteStalled
                 }
             };
             self.close(id, reason);

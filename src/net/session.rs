@@ -194,6 +194,18 @@ impl Session {
         self.rx.len() + self.frames.buffered()
     }
 
+    /// Bytes of memory the receive buffers hold (their capacities): what
+    /// the network thread charges to its inbound budget.
+    pub fn buffer_capacity(&self) -> usize {
+        self.rx.capacity() + self.frames.capacity()
+    }
+
+    /// Whether a frame (or a Noise message) has started arriving and is
+    /// not complete.
+    pub fn in_frame(&self) -> bool {
+        !self.rx.is_empty() || self.frames.in_frame()
+    }
+
     /// Feeds bytes read from the socket. Complete frame payloads are appended
     /// to `frames`. Returns `true` when this call completed the handshake.
     /// After an error the session is dead: close the connection (after
@@ -242,6 +254,9 @@ impl Session {
             }
         }
         self.rx.drain(..pos);
+        if self.rx.is_empty() && self.rx.capacity() > crate::wire::frame::IDLE_CAPACITY {
+            self.rx = Vec::new();
+        }
         Ok(opened)
     }
 

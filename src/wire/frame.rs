@@ -38,6 +38,10 @@ pub fn encode_frame(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError>
     Ok(())
 }
 
+/// Buffer capacity a decoder keeps between frames (bytes); more is freed
+/// once the buffer is empty.
+pub const IDLE_CAPACITY: usize = 64 * 1024;
+
 /// Incremental frame decoder.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -67,13 +71,44 @@ impl FrameDecoder {
         self.buf.len() - self.start
     }
 
-    /// Appends received bytes.
+    /// Bytes of memory the decoder holds (its buffer's capacity).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Appends received bytes. The buffer grows with the data received,
+    /// never ahead of it on a length field's word, and never past the
+    /// frame being received (no doubling beyond it): one connection holds
+    /// at most one maximum frame plus what arrived behind it.
     pub fn push(&mut self, data: &[u8]) {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
         }
+        let need = self.buf.len() + data.len();
+        if need > self.buf.capacity() {
+            let mut target = need.max(self.buf.capacity().saturating_mul(2));
+            if let Some(end) = self.frame_end() {
+                target = target.min(end.max(need));
+            }
+            self.buf.reserve_exact(target - self.buf.len());
+        }
         self.buf.extend_from_slice(data);
+    }
+
+    /// Where the frame being received ends in `buf`, once its length is
+    /// known (and within the limit).
+    fn frame_end(&self) -> Option<usize> {
+        let prefix = self.buf.get(self.start..self.start + FRAME_HEADER_LEN)?;
+        let mut len_bytes = [0u8; FRAME_HEADER_LEN];
+        len_bytes.copy_from_slice(prefix);
+        let len = u32::from_be_bytes(len_bytes) as usize;
+        (len <= self.max).then_some(self.start + FRAME_HEADER_LEN + len)
+    }
+
+    /// Whether a frame has started and not completed.
+    pub fn in_frame(&self) -> bool {
+        self.buffered() > 0
     }
 
     /// The next complete frame's payload, `Ok(None)` if more bytes are needed.
@@ -81,6 +116,11 @@ impl FrameDecoder {
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
         let avail = &self.buf[self.start..];
         let Some(prefix) = avail.get(..FRAME_HEADER_LEN) else {
+            if avail.is_empty() && self.buf.capacity() > IDLE_CAPACITY {
+                // Idle: a large frame's buffer is given back.
+                self.buf = Vec::new();
+                self.start = 0;
+            }
             return Ok(None);
         };
         let mut len_bytes = [0u8; FRAME_HEADER_LEN];
@@ -154,5 +194,25 @@ mod tests {
         assert_eq!(d.next_frame(), Ok(None));
         d.push(&wire[7..]);
         assert_eq!(d.next_frame(), Ok(Some(b"abcdef".to_vec())));
+    }
+
+    #[test]
+    fn a_partial_frame_holds_no_more_than_the_frame_and_is_freed_after() {
+        let len = 1 << 20;
+        let mut d = FrameDecoder::default();
+        d.push(&(len as u32).to_be_bytes());
+        let chunk = [7u8; 1000];
+        let mut sent = 0;
+        while sent + chunk.len() < len {
+            d.push(&chunk);
+            sent += chunk.len();
+            assert!(d.next_frame().expect("valid").is_none());
+        }
+        // Doubling growth would reach 2 MiB here.
+        assert!(d.capacity() <= len + FRAME_HEADER_LEN, "{}", d.capacity());
+        d.push(&vec![7u8; len - sent]);
+        assert_eq!(d.next_frame().expect("valid").map(|f| f.len()), Some(len));
+        assert!(d.next_frame().expect("valid").is_none());
+        assert!(d.capacity() <= IDLE_CAPACITY, "{} kept when idle", d.capacity());
     }
 }
