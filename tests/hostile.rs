@@ -219,3 +219,67 @@ fn a_started_frame_must_complete_in_time() {
         .request(s.id, Request::GetBlockNumber, T)
         .is_ok());
 }
+
+/// Authenticated peers that connect and idle: on 78dc348 1,100 of them were
+/// all accepted. Inbound connections are capped (`MaxInboundStreams`) and
+/// the node can still dial out: outbound slots are its own.
+#[test]
+fn idle_inbound_streams_are_capped_and_cannot_take_outbound_slots() {
+    let (genesis, _, blocks) = common::chain(common::spec(1, 1000, 4), 2, 8);
+    let mut cfg = net_config(localnet());
+    cfg.max_inbound = 16;
+    let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
+    let keys = streamsync::net::session::LocalKeys::new(
+        &streamsync::crypto::NodeIdentity::generate(),
+        localnet(),
+    )
+    .expect("keys");
+    let mut idle = Vec::new();
+    let mut refused = 0;
+    for _ in 0..24 {
+        match RawPeer::connect(a.addr(), &keys) {
+            Ok(p) => idle.push(p),
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(idle.len(), 16, "inbound capped");
+    assert_eq!(refused, 8);
+    // Inbound full: the node still dials out.
+    let other = serving_node(
+        &genesis,
+        &blocks,
+        net_config(localnet()),
+        RateLimits::default(),
+    );
+    a.net
+        .handle()
+        .dial(other.addr(), Some(other.identity.peer_id()))
+        .expect("dial");
+    let up = loop {
+        match a.next_event() {
+            NetEvent::StreamUp(i) if !i.inbound => break i,
+            NetEvent::StreamDown(d) if !d.inbound => panic!("dial failed: {}", d.reason),
+            _ => {}
+        }
+    };
+    assert_eq!(up.peer_id, other.identity.peer_id());
+}
+
+/// `StreamsPerIP`: past the cap, streams from the same address are refused
+/// at accept.
+#[test]
+fn streams_from_one_ip_are_capped() {
+    let (genesis, _, blocks) = common::chain(common::spec(1, 1000, 4), 2, 8);
+    let mut cfg = net_config(localnet());
+    cfg.max_streams_per_ip = 4;
+    let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
+    let keys = streamsync::net::session::LocalKeys::new(
+        &streamsync::crypto::NodeIdentity::generate(),
+        localnet(),
+    )
+    .expect("keys");
+    let opened: Vec<_> = (0..6)
+        .filter_map(|_| RawPeer::connect(a.addr(), &keys).ok())
+        .collect();
+    assert_eq!(opened.len(), 4);
+}

@@ -100,6 +100,24 @@ pub struct SyncFlags {
     /// `HeadsVotesPerIP` (0 = no cap).
     #[arg(long = "sync.heads-votes-per-ip")]
     pub heads_votes_per_ip: Option<usize>,
+    /// `MaxInboundStreams`: inbound connections at once.
+    #[arg(long = "sync.max-inbound-streams")]
+    pub max_inbound_streams: Option<usize>,
+    /// `MaxOutboundStreams`: outbound connections at once.
+    #[arg(long = "sync.max-outbound-streams")]
+    pub max_outbound_streams: Option<usize>,
+    /// `StreamsPerIP`: open inbound streams from one IP (0 = no cap).
+    #[arg(long = "sync.streams-per-ip")]
+    pub streams_per_ip: Option<usize>,
+    /// `MaxPendingHandshakes`: inbound handshakes at once.
+    #[arg(long = "sync.max-pending-handshakes")]
+    pub max_pending_handshakes: Option<usize>,
+    /// `HandshakesPerIP`: inbound handshakes at once from one IP (0 = no cap).
+    #[arg(long = "sync.handshakes-per-ip")]
+    pub handshakes_per_ip: Option<usize>,
+    /// `ReadBufferBudget`: bytes all receive buffers may hold together.
+    #[arg(long = "sync.read-buffer-budget", value_name = "BYTES")]
+    pub read_buffer_budget: Option<usize>,
     /// `MaxAdvertiseWaitTime`, minutes.
     #[arg(long = "sync.max-advertise-wait-time")]
     pub max_advertise_wait_time: Option<u64>,
@@ -150,6 +168,12 @@ impl SyncFlags {
             enabled => enabled, downloader => client, concurrency => concurrency,
             min_peers => min_peers, init_peers => init_streams,
             heads_votes_per_ip => heads_votes_per_ip,
+            max_inbound_streams => limits.max_inbound_streams,
+            max_outbound_streams => limits.max_outbound_streams,
+            streams_per_ip => limits.streams_per_ip,
+            max_pending_handshakes => limits.max_pending_handshakes,
+            handshakes_per_ip => limits.handshakes_per_ip,
+            read_buffer_budget => limits.read_buffer_budget,
             max_advertise_wait_time => max_advertise_wait_time,
             soft_low_cap => disc_soft_low_cap, hard_low_cap => disc_hard_low_cap,
             hi_cap => disc_high_cap, disc_batch => disc_batch,

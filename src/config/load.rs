@@ -166,6 +166,32 @@ fn apply_sync(s: &mut SyncConfig, t: &Table) -> Result<(), ConfigError> {
             "CheckInterval" => s.check_interval = get_duration(key, v, SEC, DAY)?,
             "DiscoveryTimeout" => s.discovery_timeout = get_duration(key, v, SEC, DAY)?,
             "ConnectTimeout" => s.connect_timeout = get_duration(key, v, SEC, DAY)?,
+            "MaxInboundStreams" => {
+                s.limits.max_inbound_streams = get_usize(key, v, 1, MAX_STREAMS)?
+            }
+            "MaxOutboundStreams" => {
+                s.limits.max_outbound_streams = get_usize(key, v, 1, MAX_STREAMS)?
+            }
+            "StreamsPerIP" => s.limits.streams_per_ip = get_usize(key, v, 0, MAX_STREAMS)?,
+            "MaxPendingHandshakes" => {
+                s.limits.max_pending_handshakes = get_usize(key, v, 1, MAX_STREAMS)?
+            }
+            "HandshakesPerIP" => s.limits.handshakes_per_ip = get_usize(key, v, 0, MAX_STREAMS)?,
+            "HandshakeTimeout" => {
+                s.limits.handshake_timeout = get_duration(key, v, Duration::from_millis(100), DAY)?
+            }
+            "FrameTimeout" => s.limits.frame_timeout = get_duration(key, v, SEC, DAY)?,
+            "WriteProgressTimeout" => {
+                s.limits.write_progress_timeout = get_duration(key, v, SEC, DAY)?
+            }
+            "ReadBufferBudget" => {
+                s.limits.read_buffer_budget = get_usize(
+                    key,
+                    v,
+                    super::limits::MIN_READ_BUFFER_BUDGET as i64,
+                    1 << 40,
+                )?
+            }
             "StagedSyncCfg" => {
                 let Value::Table(st) = v else {
                     return Err(invalid(key, v, "must be a table"));
@@ -226,6 +252,16 @@ fn cross(key: &str, value: impl ToString, allowed: String) -> ConfigError {
 
 /// Rules between keys (each key's own range is checked while loading).
 pub(crate) fn validate(s: &SyncConfig) -> Result<(), ConfigError> {
+    if s.limits.read_buffer_budget < super::limits::MIN_READ_BUFFER_BUDGET {
+        return Err(cross(
+            "Sync.ReadBufferBudget",
+            s.limits.read_buffer_budget,
+            format!(
+                "must be ≥ {} (one maximum frame and a Noise message)",
+                super::limits::MIN_READ_BUFFER_BUDGET
+            ),
+        ));
+    }
     if s.disc_soft_low_cap < s.disc_hard_low_cap {
         return Err(cross(
             "Sync.DiscSoftLowCap",
@@ -401,6 +437,16 @@ Version = "2.5.0"
         s.check_interval = Duration::from_secs(23);
         s.discovery_timeout = Duration::from_secs(24);
         s.connect_timeout = Duration::from_secs(25);
+        let l = &mut s.limits;
+        l.max_inbound_streams = 40;
+        l.max_outbound_streams = 41;
+        l.streams_per_ip = 42;
+        l.max_pending_handshakes = 43;
+        l.handshakes_per_ip = 44;
+        l.handshake_timeout = Duration::from_secs(45);
+        l.frame_timeout = Duration::from_secs(46);
+        l.write_progress_timeout = Duration::from_secs(47);
+        l.read_buffer_budget = 48 << 20;
         let t = &mut s.staged;
         t.double_check_block_hashes = true;
         t.max_blocks_per_sync_cycle = 26;

@@ -7,11 +7,13 @@
 //! the preset when no `--network` is given.
 
 mod error;
+mod limits;
 mod load;
 mod network;
 mod sync;
 
 pub use error::ConfigError;
+pub use limits::{LimitsConfig, MIN_READ_BUFFER_BUDGET};
 pub use load::{load_file, load_str};
 pub use network::Network;
 pub use sync::{Config, StagedSyncConfig, SyncConfig, SyncMode};

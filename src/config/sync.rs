@@ -67,6 +67,8 @@ pub struct SyncConfig {
     pub discovery_timeout: Duration,
     /// `ConnectTimeout`: limit of one stream setup. Default 60 s.
     pub connect_timeout: Duration,
+    /// Connection and buffer limits (keys directly under `[Sync]`).
+    pub limits: super::limits::LimitsConfig,
     /// The `[Sync.StagedSyncCfg]` section.
     pub staged: StagedSyncConfig,
 }
@@ -149,6 +151,7 @@ impl SyncConfig {
             check_interval: Duration::from_secs(30),
             discovery_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(60),
+            limits: super::limits::LimitsConfig::for_network(network),
             staged: StagedSyncConfig::default(),
         }
     }
@@ -173,6 +176,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let s = &self.sync;
         let t = &s.staged;
+        let l = &s.limits;
         let dur = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         let mut out = String::from("# streamsync effective configuration\n[Network]\n");
         let _ = writeln!(out, "  NetworkType = \"{}\"\n\n[Sync]", self.network);
@@ -205,6 +209,15 @@ impl Config {
             ("CheckInterval", dur(s.check_interval)),
             ("DiscoveryTimeout", dur(s.discovery_timeout)),
             ("ConnectTimeout", dur(s.connect_timeout)),
+            ("MaxInboundStreams", l.max_inbound_streams.to_string()),
+            ("MaxOutboundStreams", l.max_outbound_streams.to_string()),
+            ("StreamsPerIP", l.streams_per_ip.to_string()),
+            ("MaxPendingHandshakes", l.max_pending_handshakes.to_string()),
+            ("HandshakesPerIP", l.handshakes_per_ip.to_string()),
+            ("HandshakeTimeout", dur(l.handshake_timeout)),
+            ("FrameTimeout", dur(l.frame_timeout)),
+            ("WriteProgressTimeout", dur(l.write_progress_timeout)),
+            ("ReadBufferBudget", l.read_buffer_budget.to_string()),
         ];
         for (k, v) in lines {
             let _ = writeln!(out, "  {k} = {v}");

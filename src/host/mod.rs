@@ -94,8 +94,19 @@ pub struct HostConfig {
 impl HostConfig {
     /// A host for `config` listening on `listen`.
     pub fn from_config(config: &Config, listen: SocketAddr, shard: u32) -> Self {
+        let l = &config.sync.limits;
+        let mut net = NetConfig::new(listen, ProtocolId::sync(config.network, shard));
+        net.max_inbound = l.max_inbound_streams;
+        net.max_outbound = l.max_outbound_streams;
+        net.max_streams_per_ip = l.streams_per_ip;
+        net.max_inbound_handshakes = l.max_pending_handshakes;
+        net.max_handshakes_per_ip = l.handshakes_per_ip;
+        net.handshake_timeout = l.handshake_timeout;
+        net.frame_timeout = l.frame_timeout;
+        net.write_progress_timeout = l.write_progress_timeout;
+        net.read_buffer_budget = l.read_buffer_budget;
         HostConfig {
-            net: NetConfig::new(listen, ProtocolId::sync(config.network, shard)),
+            net,
             server: ServerConfig::default(),
             streams: StreamManagerConfig::from_sync(&config.sync),
             requests: RmConfig::default(),

@@ -87,9 +87,12 @@ pub enum CloseReason {
     /// closed to make room for a newcomer.
     #[error("too many inbound handshakes (oldest pending evicted)")]
     TooManyHandshakes,
-    /// Too many connections.
+    /// Too many connections (in all, or in the inbound direction).
     #[error("connection limit reached")]
     TooManyConnections,
+    /// Too many inbound streams from the peer's IP address.
+    #[error("too many streams from one IP address")]
+    TooManyFromIp,
     /// The peer kept requesting past `rate_limited` answers.
     #[error("rate-limit violation")]
     RateLimitViolation,

@@ -50,8 +50,18 @@ pub struct NetConfig {
     /// Inbound handshakes in progress at once from one IP address (0 = no
     /// cap); a new one evicts that address's oldest.
     pub max_handshakes_per_ip: usize,
-    /// Connections at once (any state); more are refused.
+    /// Connections at once (any state, both directions); an inbound one
+    /// past it is refused at accept, a dial fails.
     pub max_connections: usize,
+    /// Inbound connections at once (any state); more are refused at
+    /// accept. Outbound ones have their own slots, so inbound peers cannot
+    /// keep us from dialling.
+    pub max_inbound: usize,
+    /// Outbound connections at once (any state); a dial past it fails.
+    pub max_outbound: usize,
+    /// Open inbound streams from one IP address (0 = no cap); more are
+    /// refused at accept.
+    pub max_streams_per_ip: usize,
     /// Unsent bytes one connection may hold before it is closed as a peer
     /// that does not read.
     pub write_buffer_limit: usize,
@@ -92,6 +102,9 @@ impl NetConfig {
             max_inbound_handshakes: 64,
             max_handshakes_per_ip: 8,
             max_connections: 2048,
+            max_inbound: 1024,
+            max_outbound: 256,
+            max_streams_per_ip: 0,
             write_buffer_limit: 64 << 20,
             write_progress_timeout: Duration::from_secs(10),
             read_buffer_budget: 256 << 20,

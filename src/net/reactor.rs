@@ -132,6 +132,11 @@ pub(super) struct Reactor {
     pending_reads: HashSet<StreamId>,
     /// Bytes all connections' receive buffers hold (`NetConfig::read_buffer_budget`).
     rx_total: usize,
+    /// Connections by direction, any phase (`max_inbound`, `max_outbound`).
+    inbound_conns: usize,
+    outbound_conns: usize,
+    /// Open inbound streams by IP (`max_streams_per_ip`); no zero entries.
+    streams_by_ip: HashMap<std::net::IpAddr, usize>,
     delayed_conns: HashSet<StreamId>,
     cmds: Receiver<Command>,
     events: Sender<NetEvent>,
@@ -161,6 +166,9 @@ impl Reactor {
             timers: BinaryHeap::new(),
             inbound_handshakes: std::collections::BTreeMap::new(),
             rx_total: 0,
+            inbound_conns: 0,
+            outbound_conns: 0,
+            streams_by_ip: HashMap::new(),
             pending_reads: HashSet::new(),
             delayed_conns: HashSet::new(),
             cmds,
@@ -217,8 +225,17 @@ impl Reactor {
         loop {
             match self.listener.accept() {
                 Ok((socket, addr)) => {
-                    if self.conns.len() >= self.cfg.max_connections {
+                    if self.conns.len() >= self.cfg.max_connections
+                        || self.inbound_conns >= self.cfg.max_inbound
+                    {
                         tracing::debug!(%addr, "refused: {}", CloseReason::TooManyConnections);
+                        continue;
+                    }
+                    let per_ip = self.cfg.max_streams_per_ip;
+                    if per_ip > 0
+                        && self.streams_by_ip.get(&addr.ip()).copied().unwrap_or(0) >= per_ip
+                    {
+                        tracing::debug!(%addr, "refused: {}", CloseReason::TooManyFromIp);
                         continue;
                     }
                     self.make_handshake_room(addr.ip());
@@ -358,6 +375,11 @@ impl Reactor {
             tracing::warn!(error = %e, %addr, "cannot register socket");
             return id;
         }
+        if inbound {
+            self.inbound_conns += 1;
+        } else {
+            self.outbound_conns += 1;
+        }
         let _ = socket.set_nodelay(true);
         let deadline = Instant::now() + timeout;
         self.timers.push(Reverse((deadline, id)));
@@ -428,7 +450,15 @@ impl Reactor {
     }
 
     fn dial(&mut self, addr: SocketAddr, expect: Option<PeerId>) {
-        match TcpStream::connect(addr) {
+        // Outbound slots are ours: inbound peers cannot take them.
+        let full = self.outbound_conns >= self.cfg.max_outbound
+            || self.conns.len() >= self.cfg.max_connections;
+        let connected = if full {
+            Err(std::io::Error::other("outbound connection slots full"))
+        } else {
+            TcpStream::connect(addr)
+        };
+        match connected {
             Ok(socket) => {
                 self.add_conn(
                     socket,
@@ -666,6 +696,7 @@ impl Reactor {
         }
         if c.inbound {
             self.inbound_handshakes.remove(&id);
+            *self.streams_by_ip.entry(c.addr.ip()).or_default() += 1;
         }
         c.phase = Phase::Open;
         c.deadline = None;
@@ -785,6 +816,20 @@ impl Reactor {
         self.pending_reads.remove(&id);
         self.inbound_handshakes.remove(&id);
         self.rx_total = self.rx_total.saturating_sub(c.rx_charge);
+        if c.inbound {
+            self.inbound_conns = self.inbound_conns.saturating_sub(1);
+            if matches!(c.phase, Phase::Open) {
+                let ip = c.addr.ip();
+                if let Some(n) = self.streams_by_ip.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.streams_by_ip.remove(&ip);
+                    }
+                }
+            }
+        } else {
+            self.outbound_conns = self.outbound_conns.saturating_sub(1);
+        }
         let dropped_frames = c.frame_ends.len() as u64;
         if dropped_frames > 0 {
             self.counters.msg_write_failed.increment(dropped_frames);

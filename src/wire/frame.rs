@@ -213,6 +213,10 @@ mod tests {
         d.push(&vec![7u8; len - sent]);
         assert_eq!(d.next_frame().expect("valid").map(|f| f.len()), Some(len));
         assert!(d.next_frame().expect("valid").is_none());
-        assert!(d.capacity() <= IDLE_CAPACITY, "{} kept when idle", d.capacity());
+        assert!(
+            d.capacity() <= IDLE_CAPACITY,
+            "{} kept when idle",
+            d.capacity()
+        );
     }
 }
