@@ -1,6 +1,7 @@
 //! Byzantine serving peers for `streamsync localnet --byzantine` and the
 //! tests: a [`ChainBackend`] wrapper that corrupts what it serves.
 
+pub mod flood;
 pub mod fork;
 
 use std::sync::Arc;

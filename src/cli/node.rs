@@ -118,6 +118,51 @@ pub struct SyncFlags {
     /// `ReadBufferBudget`: bytes all receive buffers may hold together.
     #[arg(long = "sync.read-buffer-budget", value_name = "BYTES")]
     pub read_buffer_budget: Option<usize>,
+    /// `ServerWorkers`.
+    #[arg(long = "sync.server-workers")]
+    pub server_workers: Option<usize>,
+    /// `ServerQueue`.
+    #[arg(long = "sync.server-queue")]
+    pub server_queue: Option<usize>,
+    /// `StreamRequestRate`.
+    #[arg(long = "sync.stream-request-rate")]
+    pub stream_request_rate: Option<u64>,
+    /// `StreamRequestBurst`.
+    #[arg(long = "sync.stream-request-burst")]
+    pub stream_request_burst: Option<u64>,
+    /// `StreamByteRate`.
+    #[arg(long = "sync.stream-byte-rate")]
+    pub stream_byte_rate: Option<u64>,
+    /// `StreamByteBurst`.
+    #[arg(long = "sync.stream-byte-burst")]
+    pub stream_byte_burst: Option<u64>,
+    /// `StreamBlockRate`.
+    #[arg(long = "sync.stream-block-rate")]
+    pub stream_block_rate: Option<u64>,
+    /// `StreamBlockBurst`.
+    #[arg(long = "sync.stream-block-burst")]
+    pub stream_block_burst: Option<u64>,
+    /// `GlobalRequestRate`.
+    #[arg(long = "sync.global-request-rate")]
+    pub global_request_rate: Option<u64>,
+    /// `GlobalRequestBurst`.
+    #[arg(long = "sync.global-request-burst")]
+    pub global_request_burst: Option<u64>,
+    /// `GlobalByteRate`.
+    #[arg(long = "sync.global-byte-rate")]
+    pub global_byte_rate: Option<u64>,
+    /// `GlobalByteBurst`.
+    #[arg(long = "sync.global-byte-burst")]
+    pub global_byte_burst: Option<u64>,
+    /// `GlobalBlockRate`.
+    #[arg(long = "sync.global-block-rate")]
+    pub global_block_rate: Option<u64>,
+    /// `GlobalBlockBurst`.
+    #[arg(long = "sync.global-block-burst")]
+    pub global_block_burst: Option<u64>,
+    /// `RateLimitTolerance`.
+    #[arg(long = "sync.rate-limit-tolerance")]
+    pub rate_limit_tolerance: Option<u32>,
     /// `MaxAdvertiseWaitTime`, minutes.
     #[arg(long = "sync.max-advertise-wait-time")]
     pub max_advertise_wait_time: Option<u64>,
@@ -174,6 +219,21 @@ impl SyncFlags {
             max_pending_handshakes => limits.max_pending_handshakes,
             handshakes_per_ip => limits.handshakes_per_ip,
             read_buffer_budget => limits.read_buffer_budget,
+            server_workers => limits.server_workers,
+            server_queue => limits.server_queue,
+            stream_request_rate => limits.stream_request_rate,
+            stream_request_burst => limits.stream_request_burst,
+            stream_byte_rate => limits.stream_byte_rate,
+            stream_byte_burst => limits.stream_byte_burst,
+            stream_block_rate => limits.stream_block_rate,
+            stream_block_burst => limits.stream_block_burst,
+            global_request_rate => limits.global_request_rate,
+            global_request_burst => limits.global_request_burst,
+            global_byte_rate => limits.global_byte_rate,
+            global_byte_burst => limits.global_byte_burst,
+            global_block_rate => limits.global_block_rate,
+            global_block_burst => limits.global_block_burst,
+            rate_limit_tolerance => limits.rate_limit_tolerance,
             max_advertise_wait_time => max_advertise_wait_time,
             soft_low_cap => disc_soft_low_cap, hard_low_cap => disc_hard_low_cap,
             hi_cap => disc_high_cap, disc_batch => disc_batch,

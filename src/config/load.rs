@@ -184,6 +184,27 @@ fn apply_sync(s: &mut SyncConfig, t: &Table) -> Result<(), ConfigError> {
             "WriteProgressTimeout" => {
                 s.limits.write_progress_timeout = get_duration(key, v, SEC, DAY)?
             }
+            "ServerWorkers" => s.limits.server_workers = get_usize(key, v, 1, 1024)?,
+            "ServerQueue" => s.limits.server_queue = get_usize(key, v, 1, 1000000)?,
+            "StreamRequestRate" => s.limits.stream_request_rate = get_u64(key, v, 1, 1000000000)?,
+            "StreamRequestBurst" => s.limits.stream_request_burst = get_u64(key, v, 1, 1000000000)?,
+            "StreamByteRate" => s.limits.stream_byte_rate = get_u64(key, v, 1024, 1099511627776)?,
+            "StreamByteBurst" => {
+                s.limits.stream_byte_burst = get_u64(key, v, 1048576, 1099511627776)?
+            }
+            "StreamBlockRate" => s.limits.stream_block_rate = get_u64(key, v, 1, 1000000000)?,
+            "StreamBlockBurst" => s.limits.stream_block_burst = get_u64(key, v, 128, 1000000000)?,
+            "GlobalRequestRate" => s.limits.global_request_rate = get_u64(key, v, 1, 1000000000)?,
+            "GlobalRequestBurst" => s.limits.global_request_burst = get_u64(key, v, 1, 1000000000)?,
+            "GlobalByteRate" => s.limits.global_byte_rate = get_u64(key, v, 1024, 1099511627776)?,
+            "GlobalByteBurst" => {
+                s.limits.global_byte_burst = get_u64(key, v, 1048576, 1099511627776)?
+            }
+            "GlobalBlockRate" => s.limits.global_block_rate = get_u64(key, v, 1, 1000000000)?,
+            "GlobalBlockBurst" => s.limits.global_block_burst = get_u64(key, v, 128, 1000000000)?,
+            "RateLimitTolerance" => {
+                s.limits.rate_limit_tolerance = get_u64(key, v, 0, 1000000)? as u32
+            }
             "ReadBufferBudget" => {
                 s.limits.read_buffer_budget = get_usize(
                     key,
@@ -447,6 +468,21 @@ Version = "2.5.0"
         l.frame_timeout = Duration::from_secs(46);
         l.write_progress_timeout = Duration::from_secs(47);
         l.read_buffer_budget = 48 << 20;
+        l.server_workers = 49;
+        l.server_queue = 50;
+        l.stream_request_rate = 51;
+        l.stream_request_burst = 52;
+        l.stream_byte_rate = 53 << 20;
+        l.stream_byte_burst = 54 << 20;
+        l.stream_block_rate = 55;
+        l.stream_block_burst = 560;
+        l.global_request_rate = 57;
+        l.global_request_burst = 58;
+        l.global_byte_rate = 59 << 20;
+        l.global_byte_burst = 60 << 20;
+        l.global_block_rate = 61;
+        l.global_block_burst = 620;
+        l.rate_limit_tolerance = 63;
         let t = &mut s.staged;
         t.double_check_block_hashes = true;
         t.max_blocks_per_sync_cycle = 26;

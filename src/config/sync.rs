@@ -218,6 +218,21 @@ impl Config {
             ("FrameTimeout", dur(l.frame_timeout)),
             ("WriteProgressTimeout", dur(l.write_progress_timeout)),
             ("ReadBufferBudget", l.read_buffer_budget.to_string()),
+            ("ServerWorkers", l.server_workers.to_string()),
+            ("ServerQueue", l.server_queue.to_string()),
+            ("StreamRequestRate", l.stream_request_rate.to_string()),
+            ("StreamRequestBurst", l.stream_request_burst.to_string()),
+            ("StreamByteRate", l.stream_byte_rate.to_string()),
+            ("StreamByteBurst", l.stream_byte_burst.to_string()),
+            ("StreamBlockRate", l.stream_block_rate.to_string()),
+            ("StreamBlockBurst", l.stream_block_burst.to_string()),
+            ("GlobalRequestRate", l.global_request_rate.to_string()),
+            ("GlobalRequestBurst", l.global_request_burst.to_string()),
+            ("GlobalByteRate", l.global_byte_rate.to_string()),
+            ("GlobalByteBurst", l.global_byte_burst.to_string()),
+            ("GlobalBlockRate", l.global_block_rate.to_string()),
+            ("GlobalBlockBurst", l.global_block_burst.to_string()),
+            ("RateLimitTolerance", l.rate_limit_tolerance.to_string()),
         ];
         for (k, v) in lines {
             let _ = writeln!(out, "  {k} = {v}");

@@ -38,6 +38,7 @@ use crate::config::Config;
 use crate::crypto::NodeIdentity;
 use crate::net::{Net, NetConfig, NetError, NetHandle, StreamId, StreamInfo};
 use crate::request::{HealthStats, RmConfig};
+use crate::server::{Rate, RateLimits};
 use crate::server::{Server, ServerConfig};
 use crate::stream::{DiscoveryState, PeerAddr, RemovalReason, StreamManagerConfig};
 use crate::wire::ProtocolId;
@@ -105,9 +106,27 @@ impl HostConfig {
         net.frame_timeout = l.frame_timeout;
         net.write_progress_timeout = l.write_progress_timeout;
         net.read_buffer_budget = l.read_buffer_budget;
+        net.request_queue = l.server_queue;
+        let rate = |per_sec: u64, burst: u64| Rate {
+            per_sec: per_sec as f64,
+            burst: burst as f64,
+        };
+        let server = ServerConfig {
+            workers: l.server_workers,
+            limits: RateLimits {
+                stream_requests: rate(l.stream_request_rate, l.stream_request_burst),
+                stream_bytes: rate(l.stream_byte_rate, l.stream_byte_burst),
+                stream_blocks: rate(l.stream_block_rate, l.stream_block_burst),
+                global_requests: rate(l.global_request_rate, l.global_request_burst),
+                global_bytes: rate(l.global_byte_rate, l.global_byte_burst),
+                global_blocks: rate(l.global_block_rate, l.global_block_burst),
+                violation_tolerance: l.rate_limit_tolerance,
+            },
+            ..ServerConfig::default()
+        };
         HostConfig {
             net,
-            server: ServerConfig::default(),
+            server,
             streams: StreamManagerConfig::from_sync(&config.sync),
             requests: RmConfig::default(),
             trusted: Vec::new(),

@@ -133,7 +133,9 @@ fn worker(s: &Shared, requests: &Receiver<InboundRequest>) {
             ),
             Decision::Limited(wait) => Response::Error {
                 code: ErrorCode::RateLimited,
-                retry_after_ms: wait.as_millis().max(1) as u64,
+                // Rounded up: a client that waits exactly this long is
+                // admitted, not struck.
+                retry_after_ms: wait.as_micros().div_ceil(1000).max(1) as u64,
                 message: "rate limited".into(),
             },
             Decision::Violation => {
@@ -143,11 +145,16 @@ fn worker(s: &Shared, requests: &Receiver<InboundRequest>) {
                 continue;
             }
         };
+        let blocks = match &response {
+            Response::Blocks(bs) => bs.iter().flatten().count(),
+            Response::EpochState(Some(_)) => 1,
+            _ => 0,
+        };
         let frame = Message::Response(req.id, response).encode();
         if decision == Decision::Allow {
             s.limiter
                 .lock()
-                .charge_bytes(req.stream, frame.len(), Instant::now());
+                .charge_served(req.stream, frame.len(), blocks, Instant::now());
         }
         if s.net.send_encoded(req.stream, frame).is_err() {
             return;

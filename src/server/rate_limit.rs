@@ -31,6 +31,10 @@ pub struct RateLimits {
     pub global_requests: Rate,
     /// Response bytes over all streams.
     pub global_bytes: Rate,
+    /// Blocks served per stream (the work a request costs, not its count).
+    pub stream_blocks: Rate,
+    /// Blocks served over all streams.
+    pub global_blocks: Rate,
     /// Requests sent before a `retry_after` expired that are forgiven
     /// (in-flight pipelines) before the peer is a violator.
     pub violation_tolerance: u32,
@@ -55,6 +59,14 @@ impl Default for RateLimits {
                 per_sec: 512.0 * 1024.0 * 1024.0,
                 burst: 128.0 * 1024.0 * 1024.0,
             },
+            stream_blocks: Rate {
+                per_sec: 50_000.0,
+                burst: 100_000.0,
+            },
+            global_blocks: Rate {
+                per_sec: 200_000.0,
+                burst: 400_000.0,
+            },
             violation_tolerance: 64,
         }
     }
@@ -76,6 +88,16 @@ impl TokenBucket {
             rate,
             tokens: rate.burst,
             last: now,
+        }
+    }
+
+    /// Changes the rate from `now` on (tokens earned so far at the old
+    /// rate; a smaller burst caps them at once).
+    pub fn set_rate(&mut self, rate: Rate, now: Instant) {
+        if rate != self.rate {
+            self.refill(now);
+            self.rate = rate;
+            self.tokens = self.tokens.min(rate.burst);
         }
     }
 
@@ -118,6 +140,7 @@ pub enum Decision {
 struct StreamState {
     requests: TokenBucket,
     bytes: TokenBucket,
+    blocks: TokenBucket,
     limited_until: Option<Instant>,
     strikes: u32,
     last_seen: Instant,
@@ -125,14 +148,31 @@ struct StreamState {
 
 /// Streams idle this long are forgotten.
 const IDLE_FORGET: Duration = Duration::from_secs(600);
+/// A stream that sent a request this recently shares the global budget.
+const ACTIVE: Duration = Duration::from_secs(10);
+/// How often the count of active streams is refreshed.
+const ACTIVE_REFRESH: Duration = Duration::from_millis(100);
+
+/// `rate` cut to a fair share of `global` among `n` streams.
+fn share(rate: Rate, global: Rate, n: usize) -> Rate {
+    let n = n.max(1) as f64;
+    Rate {
+        per_sec: rate.per_sec.min(global.per_sec / n),
+        burst: rate.burst.min(global.burst / n),
+    }
+}
 
 /// The rate limiter of one server.
 pub struct RateLimiter {
     limits: RateLimits,
     global_requests: TokenBucket,
     global_bytes: TokenBucket,
+    global_blocks: TokenBucket,
     streams: HashMap<StreamId, StreamState>,
     last_prune: Instant,
+    /// Streams seen within `ACTIVE`, as of `active_at`.
+    active: usize,
+    active_at: Instant,
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -151,13 +191,21 @@ impl RateLimiter {
             limits,
             global_requests: TokenBucket::new(limits.global_requests, now),
             global_bytes: TokenBucket::new(limits.global_bytes, now),
+            global_blocks: TokenBucket::new(limits.global_blocks, now),
             streams: HashMap::new(),
             last_prune: now,
+            active: 0,
+            active_at: now,
         }
     }
 
     /// Decides on one request from `stream` arriving at `now`; an allowed
     /// request takes one request token from both buckets.
+    ///
+    /// Fair: each stream's buckets run at most at the global rate (and
+    /// burst) divided by the streams active in the last 10 s, so one peer
+    /// cannot take the global budget from the others; a stream in debt
+    /// (bytes or blocks served past its share) waits until it is paid.
     pub fn check(&mut self, stream: StreamId, now: Instant) -> Decision {
         if now.saturating_duration_since(self.last_prune) > IDLE_FORGET {
             self.streams
@@ -165,14 +213,32 @@ impl RateLimiter {
             self.last_prune = now;
         }
         let l = self.limits;
+        let fresh = !self.streams.contains_key(&stream);
+        if fresh || now.saturating_duration_since(self.active_at) >= ACTIVE_REFRESH {
+            self.active = self
+                .streams
+                .values()
+                .filter(|s| now.saturating_duration_since(s.last_seen) < ACTIVE)
+                .count()
+                + usize::from(fresh);
+            self.active_at = now;
+        }
+        let n = self.active;
         let s = self.streams.entry(stream).or_insert_with(|| StreamState {
-            requests: TokenBucket::new(l.stream_requests, now),
-            bytes: TokenBucket::new(l.stream_bytes, now),
+            requests: TokenBucket::new(share(l.stream_requests, l.global_requests, n), now),
+            bytes: TokenBucket::new(share(l.stream_bytes, l.global_bytes, n), now),
+            blocks: TokenBucket::new(share(l.stream_blocks, l.global_blocks, n), now),
             limited_until: None,
             strikes: 0,
             last_seen: now,
         });
         s.last_seen = now;
+        s.requests
+            .set_rate(share(l.stream_requests, l.global_requests, n), now);
+        s.bytes
+            .set_rate(share(l.stream_bytes, l.global_bytes, n), now);
+        s.blocks
+            .set_rate(share(l.stream_blocks, l.global_blocks, n), now);
         if let Some(until) = s.limited_until {
             if now < until {
                 s.strikes += 1;
@@ -185,8 +251,10 @@ impl RateLimiter {
         let wait = [
             s.requests.wait_for(1.0, now),
             s.bytes.wait_for(0.0, now),
+            s.blocks.wait_for(0.0, now),
             self.global_requests.wait_for(1.0, now),
             self.global_bytes.wait_for(0.0, now),
+            self.global_blocks.wait_for(0.0, now),
         ]
         .into_iter()
         .max()
@@ -202,12 +270,16 @@ impl RateLimiter {
         Decision::Allow
     }
 
-    /// Charges `bytes` of response to `stream` and the global byte bucket.
-    pub fn charge_bytes(&mut self, stream: StreamId, bytes: usize, now: Instant) {
+    /// Charges a response of `bytes` holding `blocks` blocks to `stream`
+    /// and the global buckets (after the fact: a debt is paid before the
+    /// stream's next request is admitted).
+    pub fn charge_served(&mut self, stream: StreamId, bytes: usize, blocks: usize, now: Instant) {
         if let Some(s) = self.streams.get_mut(&stream) {
             s.bytes.charge(bytes as f64, now);
+            s.blocks.charge(blocks as f64, now);
         }
         self.global_bytes.charge(bytes as f64, now);
+        self.global_blocks.charge(blocks as f64, now);
     }
 
     /// Forgets a stream (it closed).
@@ -230,6 +302,8 @@ mod tests {
             stream_bytes: big,
             global_requests: big,
             global_bytes: big,
+            stream_blocks: big,
+            global_blocks: big,
             violation_tolerance: tolerance,
         }
     }
@@ -276,7 +350,50 @@ mod tests {
         };
         let mut r = RateLimiter::new(l, t0);
         assert_eq!(r.check(1, t0), Decision::Allow);
-        r.charge_bytes(1, 3000, t0);
+        r.charge_served(1, 3000, 0, t0);
         assert_eq!(r.check(1, t0), Decision::Limited(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn one_stream_cannot_take_the_global_budget() {
+        let t0 = Instant::now();
+        let mut l = limits(1e6, 1e6, 1000);
+        l.global_requests = Rate {
+            per_sec: 1.0,
+            burst: 100.0,
+        };
+        let mut r = RateLimiter::new(l, t0);
+        // Both streams active: each gets half the global burst.
+        assert_eq!(r.check(2, t0), Decision::Allow);
+        let greedy = (0..100)
+            .filter(|_| r.check(1, t0) == Decision::Allow)
+            .count();
+        assert!(greedy <= 50, "the greedy stream took {greedy} of 100");
+        let other = (0..40)
+            .filter(|_| r.check(2, t0) == Decision::Allow)
+            .count();
+        assert_eq!(other, 40, "the other stream still served its share");
+    }
+
+    #[test]
+    fn blocks_served_are_counted_not_requests() {
+        let t0 = Instant::now();
+        let mut l = limits(1e6, 1e6, 1000);
+        l.stream_blocks = Rate {
+            per_sec: 128.0,
+            burst: 256.0,
+        };
+        let mut r = RateLimiter::new(l, t0);
+        for _ in 0..2 {
+            assert_eq!(r.check(1, t0), Decision::Allow);
+            r.charge_served(1, 1000, 200, t0);
+        }
+        // 400 blocks served, 144 past the burst: the next request waits,
+        // however cheap, until the debt is paid.
+        assert!(matches!(r.check(1, t0), Decision::Limited(_)));
+        // Block-number requests serve no block and cost none.
+        assert_eq!(r.check(2, t0), Decision::Allow);
+        r.charge_served(2, 50, 0, t0);
+        assert_eq!(r.check(2, t0), Decision::Allow);
     }
 }
