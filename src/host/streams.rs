@@ -261,7 +261,9 @@ impl StreamsDriver {
                 }
             }
         }
-        let mut out = self.sm.on_peers_learned(learned, Instant::now());
+        let mut out = self
+            .sm
+            .on_peers_learned(learned, Some(peer), Instant::now());
         if forged {
             out.extend(
                 self.sm

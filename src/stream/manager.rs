@@ -224,6 +224,8 @@ pub struct StreamStatus {
     /// The latest removals the node decided (`remove_stream`,
     /// `penalize_peer`), oldest first, at most [`RECENT_REMOVALS`].
     pub recent_removals: Vec<(PeerId, RemovalReason)>,
+    /// Candidates waiting to be dialled (at most [`MAX_CANDIDATES`]).
+    pub candidates: usize,
 }
 
 /// How many of the latest removals [`StreamStatus::recent_removals`] keeps.
@@ -233,7 +235,14 @@ struct Setup {
     addr: SocketAddr,
     started: Instant,
     discovered: bool,
+    /// The peer whose peer-exchange answer named this address and PeerId:
+    /// it pays if the address answers as someone else.
+    relayer: Option<PeerId>,
 }
+
+/// Most candidates waiting to be dialled (and relayers remembered for
+/// them); learned peers past it are dropped.
+pub const MAX_CANDIDATES: usize = 1024;
 
 /// The stream manager.
 pub struct StreamManager {
@@ -247,6 +256,9 @@ pub struct StreamManager {
     by_peer: HashMap<PeerId, StreamId>,
     setups: HashMap<PeerId, Setup>,
     candidates: VecDeque<PeerAddr>,
+    /// Who relayed each candidate learned by peer exchange (at most
+    /// `MAX_CANDIDATES` entries).
+    relayers: HashMap<PeerId, PeerId>,
     cooldowns: Cooldowns,
     discovery: DiscoveryState,
     /// When the last discovery started.
@@ -290,6 +302,7 @@ impl StreamManager {
             by_peer: HashMap::new(),
             setups: HashMap::new(),
             candidates: VecDeque::new(),
+            relayers: HashMap::new(),
             cooldowns: Cooldowns::default(),
             discovery: DiscoveryState::Idle,
             last_discovery: None,
@@ -354,6 +367,7 @@ impl StreamManager {
             removed_total: self.removed_total,
             serve_only: self.serve_only.len(),
             recent_removals: self.recent_removals.iter().copied().collect(),
+            candidates: self.candidates.len(),
         }
     }
 
@@ -494,13 +508,29 @@ impl StreamManager {
                 self.after_removal(now, &mut out);
             }
         } else {
-            // A dial that failed, or an inbound handshake refused.
+            // A dial that failed, or an inbound handshake refused. The
+            // setup is found by the peer reached or, failing that, by the
+            // address dialled (a PeerId mismatch reaches someone else), so
+            // its dial slot is always freed.
             let failed = self
                 .setups
                 .iter()
-                .find(|(p, s)| peer.map_or(s.addr == addr, |x| x == **p))
-                .map(|(p, _)| *p);
-            if let Some(p) = failed {
+                .find(|(p, _)| peer.is_some_and(|x| x == **p))
+                .or_else(|| self.setups.iter().find(|(_, s)| s.addr == addr))
+                .map(|(p, s)| (*p, s.relayer));
+            if let CloseReason::PeerIdMismatch { expected, got } = reason {
+                // The address belongs to `got`, who proved who it is: not
+                // its fault. The record naming `expected` there was false:
+                // its relayer pays; `expected` is not dialled again soon.
+                if let Some((p, relayer)) = failed {
+                    self.setups.remove(&p);
+                    self.cooldowns.pause(p, now + self.cfg.cooldown.max);
+                    if let Some(r) = relayer.filter(|r| *r != *got) {
+                        tracing::warn!(relayer = %r, %expected, %got, %addr, "a relayed peer record named the wrong PeerId for its address");
+                        out.extend(self.penalize_peer(r, RemovalReason::CriticalError, now));
+                    }
+                }
+            } else if let Some((p, _)) = failed {
                 self.setups.remove(&p);
                 self.account(p, removal, now);
             } else if let Some(p) = peer.filter(|_| removal.is_critical()) {
@@ -580,6 +610,9 @@ impl StreamManager {
         let mut out = Vec::new();
         let mut fresh = 0;
         for p in peers {
+            if self.candidates.len() >= MAX_CANDIDATES {
+                break;
+            }
             if self.by_peer.contains_key(&p.peer)
                 || self.setups.contains_key(&p.peer)
                 || self.candidates.iter().any(|c| c.peer == p.peer)
@@ -602,14 +635,30 @@ impl StreamManager {
     /// Peers learned outside a discovery round (peer exchange answers):
     /// added as candidates and dialled when there is room; the discovery
     /// state is left alone.
-    pub fn on_peers_learned(&mut self, peers: Vec<PeerAddr>, now: Instant) -> Vec<Action> {
+    /// `relayer` is the peer whose answer named them: it pays if an
+    /// address answers under another PeerId. At most `MAX_CANDIDATES`
+    /// wait; more are dropped.
+    pub fn on_peers_learned(
+        &mut self,
+        peers: Vec<PeerAddr>,
+        relayer: Option<PeerId>,
+        now: Instant,
+    ) -> Vec<Action> {
         let mut out = Vec::new();
         for p in peers {
+            if self.candidates.len() >= MAX_CANDIDATES {
+                break;
+            }
             if !self.by_peer.contains_key(&p.peer)
                 && !self.setups.contains_key(&p.peer)
                 && !self.candidates.iter().any(|c| c.peer == p.peer)
                 && self.cooldowns.cooling_until(&p.peer, now).is_none()
             {
+                if let Some(r) = relayer {
+                    if self.relayers.len() < MAX_CANDIDATES {
+                        self.relayers.insert(p.peer, r);
+                    }
+                }
                 self.candidates.push_back(p);
             }
         }
@@ -947,14 +996,17 @@ impl StreamManager {
                 || self.setups.contains_key(&p.peer)
                 || (!trusted && self.cooldowns.cooling_until(&p.peer, now).is_some())
             {
+                self.relayers.remove(&p.peer);
                 continue;
             }
+            let relayer = self.relayers.remove(&p.peer);
             self.setups.insert(
                 p.peer,
                 Setup {
                     addr: p.addr,
                     started: now,
                     discovered: !trusted,
+                    relayer,
                 },
             );
             out.push(Action::Dial(p));

@@ -704,3 +704,74 @@ fn random_event_sequences_keep_the_invariants() {
         }
     }
 }
+
+/// A relayed record names a fake PeerId at an honest peer's address: the
+/// dial reaches the honest peer (PeerId mismatch). The honest address owner
+/// is not cooled down, the dial slot is freed, and the relayer pays
+/// (DESIGN.md §15; on 78dc348 the honest peer got the 60-minute critical
+/// cooldown and the slot stayed pinned).
+#[test]
+fn a_false_record_costs_its_relayer_not_the_address_owner() {
+    let mut f = Fixture::new(vec![]);
+    let relayer = peer();
+    let (rinfo, _) = f.up_peer(relayer);
+    let (fake, honest) = (peer(), peer());
+    let at = addr(500);
+    let a = f.sm.on_peers_learned(
+        vec![PeerAddr {
+            peer: fake,
+            addr: at,
+        }],
+        Some(relayer),
+        f.now,
+    );
+    assert!(a.contains(&Action::Dial(PeerAddr {
+        peer: fake,
+        addr: at
+    })));
+    assert_eq!(f.sm.status(f.now).setting_up, 1);
+    let reason = CloseReason::PeerIdMismatch {
+        expected: fake,
+        got: honest,
+    };
+    let a =
+        f.sm.on_stream_down(999, None, Some(honest), at, &reason, f.now);
+    assert_eq!(
+        f.sm.cooling_until(&honest, f.now),
+        None,
+        "the address owner is not blamed"
+    );
+    assert_eq!(f.sm.status(f.now).setting_up, 0, "the dial slot is freed");
+    assert!(
+        f.sm.cooling_until(&relayer, f.now).is_some(),
+        "the relayer pays"
+    );
+    assert!(
+        a.contains(&Action::Close {
+            stream: rinfo.id,
+            reason: Some(RemovalReason::CriticalError)
+        }),
+        "the relayer's stream is closed: {a:?}"
+    );
+    assert!(
+        f.sm.cooling_until(&fake, f.now).is_some(),
+        "the fake id is not redialled"
+    );
+}
+
+/// Peer exchange cannot grow the candidate queue without bound.
+#[test]
+fn learned_candidates_are_bounded() {
+    let mut f = Fixture::new(vec![]);
+    let relayer = peer();
+    f.up_peer(relayer);
+    let many: Vec<PeerAddr> = (0..MAX_CANDIDATES as u64 + 500)
+        .map(|i| PeerAddr {
+            peer: peer(),
+            addr: addr(1000 + i % 5000),
+        })
+        .collect();
+    f.sm.on_peers_learned(many, Some(relayer), f.now);
+    let waiting = f.sm.status(f.now).candidates;
+    assert!(waiting <= MAX_CANDIDATES, "{waiting} candidates");
+}
