@@ -278,7 +278,7 @@ pub fn status_json(s: &NodeStatus) -> serde_json::Value {
         "last_error": s.sync.last_error,
         "streams_active": s.host.active,
         "streams_reserved": s.host.reserved,
-        "streams_in_cooldown": s.host.in_cooldown.len(),
+        "streams_in_cooldown": s.host.cooling,
         "discovery": format!("{:?}", s.host.discovery),
         "health": {
             "total_streams": s.host.health.total_streams,

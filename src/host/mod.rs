@@ -151,6 +151,8 @@ pub struct HostStatus {
     pub setting_up: usize,
     /// Peers in cooldown.
     pub in_cooldown: Vec<libp2p_identity::PeerId>,
+    /// Peers cooling down (all; `in_cooldown` lists the 64 ending first).
+    pub cooling: usize,
     /// Discovery state.
     pub discovery: DiscoveryState,
     /// Request manager health.
@@ -175,6 +177,7 @@ impl HostStatus {
             reserved: 0,
             setting_up: 0,
             in_cooldown: vec![],
+            cooling: 0,
             discovery: DiscoveryState::Idle,
             health: HealthStats::default(),
             records_rejected: 0,

@@ -63,6 +63,9 @@ pub(super) struct StreamsDriver {
     health: Arc<RwLock<Option<HealthStats>>>,
     advertise_every: Duration,
     records_rejected: u64,
+    /// The peer of each active stream, to mark it disconnected in the peer
+    /// book when the stream leaves (bounded by the active pool).
+    active_peers: std::collections::HashMap<StreamId, PeerId>,
 }
 
 impl StreamsDriver {
@@ -103,6 +106,7 @@ impl StreamsDriver {
             health,
             advertise_every: cfg.advertise_every,
             records_rejected: 0,
+            active_peers: std::collections::HashMap::new(),
         }
     }
 }
@@ -189,11 +193,17 @@ impl StreamsDriver {
                 }
                 Action::Activated(info) => {
                     self.book.write().set_connected(info.peer_id, true);
+                    self.active_peers.insert(info.id, info.peer_id);
                     let _ = self.req_tx.send(ReqCmd::Activated(info.id));
                     self.ask_peers(info.id, info.peer_id);
                     self.publish(StreamEvent::Activated(info));
                 }
                 Action::Deactivated(id) => {
+                    // GetPeers answers name the peers we are connected to,
+                    // and the set must not grow forever.
+                    if let Some(p) = self.active_peers.remove(&id) {
+                        self.book.write().set_connected(p, false);
+                    }
                     let _ = self.req_tx.send(ReqCmd::Deactivated(id));
                     self.publish(StreamEvent::Deactivated(id));
                 }
@@ -289,6 +299,7 @@ impl StreamsDriver {
             reserved: s.reserved,
             setting_up: s.setting_up,
             in_cooldown: s.in_cooldown.iter().map(|(p, _)| *p).collect(),
+            cooling: s.cooling,
             discovery: s.discovery,
             health,
             records_rejected: self.records_rejected,

@@ -36,6 +36,14 @@ struct Record {
     until: Option<Instant>,
 }
 
+/// Most peers whose failures and cooldowns are remembered; past it, after
+/// pruning, the record whose cooldown ends first is forgotten (identities
+/// cost an attacker nothing, so the map must not grow with them).
+pub const MAX_COOLDOWNS: usize = 8192;
+
+/// Most peers [`Cooldowns::in_cooldown`] lists (those ending first).
+pub const MAX_LISTED: usize = 64;
+
 /// Per-peer failures and cooldowns.
 #[derive(Debug, Default)]
 pub struct Cooldowns {
@@ -55,6 +63,35 @@ impl Cooldowns {
         }
     }
 
+    /// Makes room for one more record (see [`MAX_COOLDOWNS`]).
+    fn make_room(&mut self, cfg: &CooldownConfig, peer: &PeerId, now: Instant) {
+        if self.peers.len() < MAX_COOLDOWNS || self.peers.contains_key(peer) {
+            return;
+        }
+        self.prune(cfg, now);
+        while self.peers.len() >= MAX_COOLDOWNS {
+            let Some(first) = self
+                .peers
+                .iter()
+                .min_by_key(|(_, r)| (r.until, r.failures))
+                .map(|(p, _)| *p)
+            else {
+                break;
+            };
+            self.peers.remove(&first);
+        }
+    }
+
+    /// Peers remembered (at most [`MAX_COOLDOWNS`]).
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no peer is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
     /// Records a failure of `peer` and returns its cooldown (zero: none).
     pub fn record_failure(
         &mut self,
@@ -63,6 +100,7 @@ impl Cooldowns {
         critical: bool,
         now: Instant,
     ) -> Duration {
+        self.make_room(cfg, &peer, now);
         let r = self.peers.entry(peer).or_insert(Record {
             failures: 0,
             last_failure: now,
@@ -83,6 +121,15 @@ impl Cooldowns {
     /// Keeps `peer` from being dialled until `until` without counting a
     /// failure (it went away on purpose, e.g. its pools were full).
     pub fn pause(&mut self, peer: PeerId, until: Instant) {
+        if self.peers.len() >= MAX_COOLDOWNS && !self.peers.contains_key(&peer) {
+            let now = until.min(Instant::now());
+            let cfg = CooldownConfig {
+                per_failure: Duration::ZERO,
+                max: Duration::ZERO,
+                decay: Duration::ZERO,
+            };
+            self.make_room(&cfg, &peer, now);
+        }
         let r = self.peers.entry(peer).or_insert(Record {
             failures: 0,
             last_failure: until,
@@ -115,15 +162,29 @@ impl Cooldowns {
         self.peers.get(peer).and_then(|r| r.until)
     }
 
-    /// Peers cooling down at `now`, with the end of their cooldown.
+    /// Peers cooling down at `now`, with the end of their cooldown: the
+    /// [`MAX_LISTED`] ending first, in that order (not the whole map sorted
+    /// on every status update).
     pub fn in_cooldown(&self, now: Instant) -> Vec<(PeerId, Instant)> {
         let mut v: Vec<_> = self
             .peers
             .iter()
             .filter_map(|(p, r)| r.until.filter(|u| *u > now).map(|u| (*p, u)))
             .collect();
+        if v.len() > MAX_LISTED {
+            v.select_nth_unstable_by_key(MAX_LISTED, |(_, u)| *u);
+            v.truncate(MAX_LISTED);
+        }
         v.sort_by_key(|(_, u)| *u);
         v
+    }
+
+    /// How many peers are cooling down at `now`.
+    pub fn cooling(&self, now: Instant) -> usize {
+        self.peers
+            .values()
+            .filter(|r| r.until.is_some_and(|u| u > now))
+            .count()
     }
 
     /// Forgets peers with no failures left and no cooldown (bounded memory).
@@ -203,5 +264,22 @@ mod tests {
             c.record_failure(&cfg(), p, false, t + 10 * 60 * MIN),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn the_cooldown_map_is_bounded_whatever_identities_fail() {
+        let cfg = CooldownConfig {
+            per_failure: Duration::from_secs(300),
+            max: Duration::from_secs(3600),
+            decay: Duration::from_secs(3600),
+        };
+        let now = Instant::now();
+        let mut c = Cooldowns::default();
+        for _ in 0..MAX_COOLDOWNS + 100 {
+            let p = crate::crypto::NodeIdentity::generate().peer_id();
+            c.record_failure(&cfg, p, true, now);
+        }
+        assert_eq!(c.len(), MAX_COOLDOWNS);
+        assert_eq!(c.in_cooldown(now).len(), MAX_LISTED);
     }
 }

@@ -213,6 +213,8 @@ pub struct StreamStatus {
     pub setting_up: usize,
     /// Peers cooling down, with the end of their cooldown.
     pub in_cooldown: Vec<(PeerId, Instant)>,
+    /// Peers cooling down (all of them; `in_cooldown` lists at most 64).
+    pub cooling: usize,
     /// Discovery state.
     pub discovery: DiscoveryState,
     /// Streams ever activated.
@@ -362,6 +364,7 @@ impl StreamManager {
             reserved: self.reserved.len(),
             setting_up: self.setups.len(),
             in_cooldown: self.cooldowns.in_cooldown(now),
+            cooling: self.cooldowns.cooling(now),
             discovery: self.discovery,
             activated_total: self.activated_total,
             removed_total: self.removed_total,
