@@ -128,21 +128,26 @@ fn rss() -> usize {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Authenticated peers each announce a 16 MiB frame and send all of it but
-/// a few bytes: on 78dc348 each held ~16 MiB with no overall limit (200
-/// peers, 3.2 GiB). The inbound budget closes the connections holding the
-/// largest partial frames, and an honest peer is served throughout.
+/// Peers each answer a request of ours with a frame announced at 16 MiB
+/// and sent but for a few bytes: on 78dc348 each held ~16 MiB with no
+/// overall limit (200 peers, 3.2 GiB). The inbound budget closes the
+/// connections holding the largest partial frames, and the node keeps
+/// being served by an honest peer throughout.
 #[test]
 fn partial_frames_cannot_exhaust_memory() {
     const ATTACKERS: usize = 16;
     const FRAME: usize = 16 << 20;
     let (genesis, _, blocks) = common::chain(common::spec(1, 1000, 4), 2, 8);
+    let a = serving_node(
+        &genesis,
+        &blocks,
+        net_config(localnet()),
+        RateLimits::default(),
+    );
     let mut cfg = net_config(localnet());
     cfg.read_buffer_budget = 32 << 20;
-    let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
-    let honest = client_node(net_config(localnet()));
-    let s = honest.connect(&a);
-    a.wait_up();
+    let victim = client_node(cfg);
+    let s = victim.connect(&a);
     let before = rss();
     let chunk = vec![0x5a; 1 << 20];
     let mut attackers = Vec::new();
@@ -155,13 +160,21 @@ fn partial_frames_cannot_exhaust_memory() {
         _ => {}
     };
     for _ in 0..ATTACKERS {
-        let mut p = RawPeer::honest(a.addr(), localnet());
-        loop {
-            match a.next_event() {
-                NetEvent::StreamUp(_) => break,
+        let mut p = RawPeer::honest(victim.addr(), localnet());
+        let id = loop {
+            match victim.next_event() {
+                NetEvent::StreamUp(i) => break i.id,
                 e => count(e),
             }
-        }
+        };
+        // The node asks; the attacker "answers" with a partial frame (a
+        // large frame is only valid as an answer).
+        victim
+            .net
+            .handle()
+            .send(id, &Message::Request(7, Request::GetBlockNumber))
+            .expect("send");
+        while !matches!(p.recv(), Some(Message::Request(..)) | None) {}
         p.send_unframed(&(FRAME as u32).to_be_bytes());
         for _ in 0..FRAME / chunk.len() - 1 {
             p.send_unframed(&chunk);
@@ -169,11 +182,11 @@ fn partial_frames_cannot_exhaust_memory() {
         p.send_unframed(&chunk[..chunk.len() - 16]);
         attackers.push(p);
         assert!(
-            honest
+            victim
                 .client
                 .request(s.id, Request::GetBlockNumber, T)
                 .is_ok(),
-            "honest peer served during the attack"
+            "the node still served by its honest peer during the attack"
         );
     }
     let grown = rss().saturating_sub(before);
@@ -182,15 +195,15 @@ fn partial_frames_cannot_exhaust_memory() {
     // 16 × 16 MiB = 256 MiB.
     assert!(grown < 128 << 20, "RSS grew {} MiB", grown >> 20);
     while evicted.get() < ATTACKERS - 2 {
-        let e = a.next_event();
+        let e = victim.next_event();
         count(e);
     }
     assert!(
-        honest
+        victim
             .client
             .request(s.id, Request::GetBlockNumber, T)
             .is_ok(),
-        "honest peer served after the attack"
+        "served after the attack"
     );
 }
 
@@ -282,4 +295,18 @@ fn streams_from_one_ip_are_capped() {
         .filter_map(|_| RawPeer::connect(a.addr(), &keys).ok())
         .collect();
     assert_eq!(opened.len(), 4);
+}
+
+/// A peer that owes no answer announces a 16 MiB frame: only an answer may
+/// be that large, so it is closed when the 4 length bytes arrive, before it
+/// can make the node buffer anything (78dc348 buffered up to 16 MiB).
+#[test]
+fn a_peer_owed_nothing_cannot_announce_a_large_frame() {
+    // A node that only makes requests: it asks the attacker nothing.
+    let victim = client_node(net_config(localnet()));
+    let mut p = RawPeer::honest(victim.addr(), localnet());
+    victim.wait_up();
+    p.send_unframed(&(16u32 << 20).to_be_bytes());
+    p.send_unframed(&[0x5a; 1000]);
+    assert_eq!(victim.wait_down(), CloseReason::UnsolicitedLargeFrame);
 }

@@ -341,7 +341,10 @@ fn rate_limited_peer_gets_rate_limited_and_honest_peer_completes() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(ok, 3, "burst of 3 served");
+    // A burst of 3 is admitted; with two server workers, the last of them
+    // may still be computing its answer when the other worker, past the
+    // tolerance, closes the stream (its answer is then dropped).
+    assert!((2..=3).contains(&ok), "burst of 3 admitted, {ok} answered");
     assert!(limited >= 1, "rate_limited answers sent");
     assert_eq!(a.wait_down(), CloseReason::RateLimitViolation);
     // The honest peer's requests still complete.

@@ -12,8 +12,8 @@
 //!   of which 2 MiB are sent, then silence.
 //!
 //! One thread drives them all with blocking sockets and short timeouts; it
-//! paces itself (one round a second), so the attack costs little CPU once
-//! its connections are up.
+//! paces itself (one round a second) and runs at the lowest CPU priority
+//! (the attacker shares the benchmark machine with its victims).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -95,6 +95,7 @@ impl Flood {
             std::thread::Builder::new()
                 .name("flood".into())
                 .spawn(move || {
+                    lowest_priority();
                     while !stop.load(Ordering::Relaxed) {
                         let round = Instant::now();
                         for c in conns.iter_mut() {
@@ -214,4 +215,14 @@ fn handshake(sock: &mut TcpStream, protocol: &ProtocolId) -> Option<Session> {
     }
     sock.write_all(&session.take_output()).ok()?;
     Some(session)
+}
+
+/// Runs the calling thread at the lowest CPU priority (nice 19): on a
+/// benchmark machine the attacker shares the cores with its victims, which
+/// a real attacker does not; this keeps what is measured the victims' cost
+/// of the junk they hold, not the attacker's own work. Best effort.
+fn lowest_priority() {
+    // SAFETY: setpriority only reads its arguments; on Linux, PRIO_PROCESS
+    // with `who` = 0 applies to the calling thread.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
 }

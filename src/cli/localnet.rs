@@ -7,10 +7,12 @@ use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use streamsync::byzantine::flood::Flood;
 use streamsync::byzantine::{Behaviour, ByzantineBackend};
 use streamsync::chain::backend::InsertBatch;
 use streamsync::chain::generator::{txs_for_block_size, Generator};
@@ -22,6 +24,8 @@ use streamsync::host::HostConfig;
 use streamsync::net::to_multiaddr;
 use streamsync::node::{Node, NodeConfig};
 use streamsync::store::{Store, StoreOptions};
+use streamsync::stream::PeerAddr;
+use streamsync::wire::ProtocolId;
 
 use super::{CliError, LinkArgs};
 
@@ -74,6 +78,12 @@ pub struct Args {
     /// 47 bytes each), e.g. 2048 or 20480. Not with `--txs`.
     #[arg(long, value_name = "BYTES", conflicts_with = "txs")]
     block_size: Option<usize>,
+    /// Junk connections (silent, slowloris, partial frame, in equal parts)
+    /// kept up against the serving peers during the sync. The run then
+    /// syncs twice, side by side: undisturbed first, then under the flood,
+    /// and reports both rates.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    flood: usize,
     /// Keep the work files (chain, logs) in this directory.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
@@ -81,6 +91,9 @@ pub struct Args {
     #[command(flatten)]
     link: LinkArgs,
 }
+
+/// Time the serving peers get to take a flood's opening burst.
+const FLOOD_SETTLE: Duration = Duration::from_secs(3);
 
 fn bar(len: u64, template: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -283,75 +296,50 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         .min_peers
         .min(a.peers - a.byzantine)
         .max(1);
-    let status_addr = match a.metrics {
-        Some(m) => m,
-        None => free_port()?,
+    let r0 = if a.flood > 0 {
+        // Side by side in one run: the same sync undisturbed, then under
+        // the flood.
+        say("syncing once undisturbed, for the reference".into());
+        Some(sync_once(
+            a,
+            work,
+            "sync-calm",
+            &boot,
+            min_peers,
+            source_head.number,
+        )?)
+    } else {
+        None
     };
-    let exe = std::env::current_exe()?;
-    let log = std::fs::File::create(work.join("sync.log"))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("node")
-        .arg("--datadir")
-        .arg(work.join("sync"))
-        .args(["--network", "localnet"])
-        .args([
-            "--boot",
-            &to_multiaddr(boot.addr, Some(boot.peer)).to_string(),
-        ])
-        .args(["--sync.downloader", "true"])
-        .args(["--sync.init-peers", &a.peers.to_string()])
-        .args(["--sync.min-peers", &min_peers.to_string()])
-        .args(["--sync.verify-all-sig", &a.verify_all_sig.to_string()])
-        .args(["--metrics", &status_addr.to_string()])
-        .args(["--genesis-seed", &a.seed.to_string()])
-        .args(["--committee", &a.committee.to_string()])
-        .args(["--epoch-len", &a.epoch_len.to_string()])
-        .args(a.link.to_args())
-        .args(["--exit-when-synced", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log));
-    if let Some(m) = a.max_blocks_per_cycle {
-        cmd.args(["--sync.max-blocks-per-cycle", &m.to_string()]);
-    }
-    let mut child = cmd.spawn()?;
-    let pbar = bar(source_head.number, "{spinner} {msg} [{bar:30}] {pos}/{len}");
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if let Some(s) = http_get_json(status_addr, "/status") {
-            pbar.set_position(s["head"].as_u64().unwrap_or(0));
-            pbar.set_message(format!(
-                "{:<11} {:>8.0} blocks/s  streams {}",
-                s["stage"].as_str().unwrap_or("idle"),
-                s["blocks_per_sec"].as_f64().unwrap_or(0.0),
-                s["streams_active"].as_u64().unwrap_or(0)
-            ));
-        }
-        if started.elapsed() > Duration::from_secs(3600) {
-            let _ = child.kill();
-            return Err("sync did not finish within an hour".into());
-        }
-        std::thread::park_timeout(Duration::from_millis(200));
-    };
-    pbar.finish_and_clear();
-    let mut last = String::new();
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            last = line;
-        }
-    }
+    let flood = (a.flood > 0).then(|| {
+        let targets: Vec<SocketAddr> = peers.iter().map(|p| p.peer_addr().addr).collect();
+        let f = Flood::start(&targets, a.flood, ProtocolId::sync(Network::Localnet, 0));
+        // The peers take the opening burst (handshakes, megabytes of
+        // partial frames to decrypt) before the sync starts: what is
+        // measured is a sync while the junk is held, not the burst.
+        std::thread::park_timeout(FLOOD_SETTLE);
+        say(format!(
+            "flood: {} junk connections up ({} handshaken) against {} peers",
+            f.stats.opened.load(Ordering::Relaxed),
+            f.stats.handshakes.load(Ordering::Relaxed),
+            targets.len()
+        ));
+        f
+    });
+    let outcome = sync_once(a, work, "sync", &boot, min_peers, source_head.number);
+    let flood_stats = flood.as_ref().map(|f| {
+        serde_json::json!({
+            "connections": a.flood,
+            "opened": f.stats.opened.load(Ordering::Relaxed),
+            "handshakes": f.stats.handshakes.load(Ordering::Relaxed),
+            "closed_by_target": f.stats.closed_by_target.load(Ordering::Relaxed),
+        })
+    });
+    drop(flood);
     for p in peers {
         p.shutdown();
     }
-    if !exit.success() {
-        return Err(
-            format!("syncing node failed ({exit}); see its log in --keep DIR/sync.log").into(),
-        );
-    }
-    let r: serde_json::Value =
-        serde_json::from_str(&last).map_err(|e| format!("syncing node report: {e}: {last}"))?;
+    let r = outcome?;
     let head_hash = r["head_hash"].as_str().unwrap_or_default().to_string();
     let head_match = head_hash == to_hex(&source_head.hash);
     let report = serde_json::json!({
@@ -380,6 +368,9 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         "block_bytes_avg": r["block_bytes_avg"],
         "txs_per_block": txs,
         "link": a.link.json(),
+        "flood": flood_stats,
+        "undisturbed_steady_blocks_per_sec": r0.as_ref().map(|r| r["steady_blocks_per_sec"].clone()),
+        "undisturbed_time_to_first_block_s": r0.as_ref().map(|r| r["time_to_first_block_s"].clone()),
     });
     if a.json {
         println!("{report}");
@@ -402,6 +393,15 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
             r["block_bytes_avg"].as_f64().unwrap_or(0.0),
         );
         println!("link: {}", a.link.describe());
+        if let (Some(r0), Some(f)) = (&r0, &flood_stats) {
+            let calm = r0["steady_blocks_per_sec"].as_f64().unwrap_or(0.0);
+            let under = r["steady_blocks_per_sec"].as_f64().unwrap_or(0.0);
+            println!(
+                "under a flood of {} junk connections: {under:.0} blocks/s steady, {:.0} % of the undisturbed {calm:.0} blocks/s",
+                f["connections"],
+                if calm > 0.0 { 100.0 * under / calm } else { 0.0 }
+            );
+        }
         println!(
             "head {} {} — matches the source: {}",
             r["head"],
@@ -413,4 +413,81 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         return Err("synced head differs from the source".into());
     }
     Ok(())
+}
+
+/// Runs one syncing node (a child process, its own memory and report) in
+/// `work/name` until it is synced, and returns its `--json` report.
+fn sync_once(
+    a: &Args,
+    work: &std::path::Path,
+    name: &str,
+    boot: &PeerAddr,
+    min_peers: usize,
+    target: u64,
+) -> Result<serde_json::Value, CliError> {
+    let status_addr = match a.metrics {
+        Some(m) => m,
+        None => free_port()?,
+    };
+    let exe = std::env::current_exe()?;
+    let log = std::fs::File::create(work.join(format!("{name}.log")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("node")
+        .arg("--datadir")
+        .arg(work.join(name))
+        .args(["--network", "localnet"])
+        .args([
+            "--boot",
+            &to_multiaddr(boot.addr, Some(boot.peer)).to_string(),
+        ])
+        .args(["--sync.downloader", "true"])
+        .args(["--sync.init-peers", &a.peers.to_string()])
+        .args(["--sync.min-peers", &min_peers.to_string()])
+        .args(["--sync.verify-all-sig", &a.verify_all_sig.to_string()])
+        .args(["--metrics", &status_addr.to_string()])
+        .args(["--genesis-seed", &a.seed.to_string()])
+        .args(["--committee", &a.committee.to_string()])
+        .args(["--epoch-len", &a.epoch_len.to_string()])
+        .args(a.link.to_args())
+        .args(["--exit-when-synced", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+    if let Some(m) = a.max_blocks_per_cycle {
+        cmd.args(["--sync.max-blocks-per-cycle", &m.to_string()]);
+    }
+    let mut child = cmd.spawn()?;
+    let pbar = bar(target, "{spinner} {msg} [{bar:30}] {pos}/{len}");
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if let Some(s) = http_get_json(status_addr, "/status") {
+            pbar.set_position(s["head"].as_u64().unwrap_or(0));
+            pbar.set_message(format!(
+                "{:<11} {:>8.0} blocks/s  streams {}",
+                s["stage"].as_str().unwrap_or("idle"),
+                s["blocks_per_sec"].as_f64().unwrap_or(0.0),
+                s["streams_active"].as_u64().unwrap_or(0)
+            ));
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            let _ = child.kill();
+            return Err("sync did not finish within an hour".into());
+        }
+        std::thread::park_timeout(Duration::from_millis(200));
+    };
+    pbar.finish_and_clear();
+    let mut last = String::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            last = line;
+        }
+    }
+    if !exit.success() {
+        return Err(
+            format!("syncing node failed ({exit}); see its log in --keep DIR/{name}.log").into(),
+        );
+    }
+    serde_json::from_str(&last).map_err(|e| format!("syncing node report: {e}: {last}").into())
 }

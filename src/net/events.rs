@@ -75,6 +75,10 @@ pub enum CloseReason {
     /// deadline (`NetConfig::write_progress_timeout`).
     #[error("peer took no data for the write-progress deadline (not reading)")]
     WriteStalled,
+    /// The peer announced a frame over `limits::MAX_UNSOLICITED_FRAME`
+    /// while it owed us no answer (only an answer may be that large).
+    #[error("large frame announced while no answer was owed")]
+    UnsolicitedLargeFrame,
     /// A frame started arriving and did not complete within
     /// `NetConfig::frame_timeout`.
     #[error("frame not completed within the frame deadline")]
@@ -108,6 +112,7 @@ impl CloseReason {
             CloseReason::Session(_)
             | CloseReason::Wire(_)
             | CloseReason::PeerIdMismatch { .. }
+            | CloseReason::UnsolicitedLargeFrame
             | CloseReason::RateLimitViolation => true,
             _ => false,
         }

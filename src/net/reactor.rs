@@ -87,6 +87,9 @@ struct Conn {
     rx_charge: usize,
     /// When the frame being received started arriving.
     frame_started: Option<Instant>,
+    /// Requests we sent on it not answered yet: while 0 the peer may send
+    /// no frame over `limits::MAX_UNSOLICITED_FRAME`.
+    awaiting: u32,
     deadline: Option<Instant>,
     goodbye: Option<String>,
     delayed: VecDeque<Delayed>,
@@ -294,6 +297,15 @@ impl Reactor {
         };
         let charge = session.buffer_capacity();
         let in_frame = session.in_frame();
+        if c.awaiting == 0
+            && session
+                .announced_frame()
+                .is_some_and(|n| n > crate::wire::limits::MAX_UNSOLICITED_FRAME)
+        {
+            // Only an answer may be that large, and we asked nothing.
+            self.close(id, CloseReason::UnsolicitedLargeFrame);
+            return false;
+        }
         self.rx_total = self.rx_total - c.rx_charge + charge;
         c.rx_charge = charge;
         let open = matches!(c.phase, Phase::Open);
@@ -401,6 +413,7 @@ impl Reactor {
                 last_write: Instant::now(),
                 rx_charge: 0,
                 frame_started: None,
+                awaiting: 0,
                 deadline: Some(deadline),
                 goodbye: None,
                 delayed: VecDeque::new(),
@@ -558,6 +571,10 @@ impl Reactor {
         c.queued += out.len() as u64;
         c.out.extend_from_slice(&out);
         c.frame_ends.push_back(c.queued);
+        // Message type bytes below 0x40 are requests: the peer owes an answer.
+        if frame.first().is_some_and(|t| *t < 0x40) {
+            c.awaiting = c.awaiting.saturating_add(1);
+        }
         // Queued on its connection: the token goes back now, whether or not
         // this peer ever reads (its output is bounded by
         // `write_buffer_limit` and the write-progress deadline instead).
@@ -736,6 +753,11 @@ impl Reactor {
             Some(i) => i.peer_id,
             None => return false,
         };
+        if matches!(msg, Message::Response(..)) {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.awaiting = c.awaiting.saturating_sub(1);
+            }
+        }
         match msg {
             Message::Request(rid, request) => {
                 let req = InboundRequest {

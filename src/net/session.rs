@@ -200,6 +200,12 @@ impl Session {
         self.rx.capacity() + self.frames.capacity()
     }
 
+    /// The length announced by the frame being received, once its header
+    /// has arrived.
+    pub fn announced_frame(&self) -> Option<usize> {
+        self.frames.announced()
+    }
+
     /// Whether a frame (or a Noise message) has started arriving and is
     /// not complete.
     pub fn in_frame(&self) -> bool {

@@ -106,6 +106,13 @@ impl FrameDecoder {
         (len <= self.max).then_some(self.start + FRAME_HEADER_LEN + len)
     }
 
+    /// The length announced by the frame being received, once its header
+    /// has arrived (and within the limit).
+    pub fn announced(&self) -> Option<usize> {
+        self.frame_end()
+            .map(|end| end - self.start - FRAME_HEADER_LEN)
+    }
+
     /// Whether a frame has started and not completed.
     pub fn in_frame(&self) -> bool {
         self.buffered() > 0
