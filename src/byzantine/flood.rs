@@ -7,9 +7,11 @@
 //! - **silent**: a TCP connection that never says a word (holds a
 //!   pre-handshake slot until evicted or timed out);
 //! - **slowloris**: a full handshake under a fresh identity, then a frame
-//!   announced at 1 MiB and one byte of it every second;
-//! - **partial frame**: a full handshake, then a frame announced at 16 MiB
-//!   of which 2 MiB are sent, then silence.
+//!   announced at 60 KiB (small enough to be a valid request) and one byte
+//!   of it every second;
+//! - **partial frame**: a full handshake, then a frame announced at 16 MiB;
+//!   if the connection survives the announcement, 2 MiB of it the next
+//!   round, then silence.
 //!
 //! One thread drives them all with blocking sockets and short timeouts; it
 //! paces itself (one round a second) and runs at the lowest CPU priority
@@ -47,6 +49,8 @@ struct Conn {
     target: SocketAddr,
     sock: Option<TcpStream>,
     session: Option<Session>,
+    /// Partial frame: the bulk was sent.
+    bulk_sent: bool,
 }
 
 /// Counts of what the flood did, shared with its thread.
@@ -83,6 +87,7 @@ impl Flood {
                     target,
                     sock: None,
                     session: None,
+                    bulk_sent: false,
                 })
             })
             .collect();
@@ -147,15 +152,16 @@ fn open(c: &mut Conn, protocol: &ProtocolId, stats: &FloodStats) {
         return;
     };
     stats.handshakes.fetch_add(1, Ordering::Relaxed);
-    let (announced, sent) = match c.kind {
-        Junk::Slowloris => (1u32 << 20, 0),
-        _ => (16u32 << 20, PARTIAL_BYTES),
+    let announced: u32 = match c.kind {
+        Junk::Slowloris => 60 << 10,
+        _ => 16 << 20,
     };
     let mut first = announced.to_be_bytes().to_vec();
-    first.resize(4 + sent, 0x5a);
+    first.resize(4 + 16, 0x5a);
     if session.send_unframed(&first).is_err() || sock.write_all(&session.take_output()).is_err() {
         return;
     }
+    c.bulk_sent = false;
     c.sock = Some(sock);
     c.session = Some(session);
 }
@@ -183,6 +189,17 @@ fn keep_up(c: &mut Conn, protocol: &ProtocolId, stats: &FloodStats) {
         }
         open(c, protocol, stats);
         return;
+    }
+    if c.kind == Junk::PartialFrame && !c.bulk_sent {
+        // Still up after the announcement: send the bulk, once.
+        c.bulk_sent = true;
+        if let (Some(s), Some(session)) = (c.sock.as_mut(), c.session.as_mut()) {
+            let bulk = vec![0x5a; PARTIAL_BYTES];
+            if session.send_unframed(&bulk).is_err() || s.write_all(&session.take_output()).is_err()
+            {
+                c.sock = None;
+            }
+        }
     }
     if c.kind == Junk::Slowloris {
         if let (Some(s), Some(session)) = (c.sock.as_mut(), c.session.as_mut()) {
