@@ -1,4 +1,5 @@
-//! The `streamsync` binary: gen-chain, inspect, dump-config.
+//! The `streamsync` binary: gen-chain, inspect, dump-config, the datadir
+//! lock.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -213,4 +214,130 @@ fn localnet_refuses_bad_link_and_block_size_flags() {
         assert!(!out.status.success(), "{args:?} accepted");
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
+}
+
+/// Kills (SIGKILL) and reaps what a test started, however the test ends.
+#[derive(Default)]
+struct Reaper {
+    children: Vec<std::process::Child>,
+    pids: Vec<u32>,
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            send(*pid, "KILL");
+        }
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `kill -SIG pid`.
+fn send(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Polls `f` every 20 ms until it gives a value; fails after `limit`.
+fn poll<T>(limit: std::time::Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} after {limit:?}"
+        );
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `streamsync ARGS`, which must exit within `limit` (else it is killed
+/// and the test fails).
+fn finished_within(limit: std::time::Duration, args: &[&str], reaper: &mut Reaper) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamsync"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let text = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut { stderr }, &mut s);
+        s
+    });
+    reaper.children.push(child);
+    let i = reaper.children.len() - 1;
+    let status = poll(limit, &format!("exit of {args:?}"), || {
+        reaper.children[i].try_wait().expect("wait")
+    });
+    Output {
+        status,
+        stdout: Vec::new(),
+        stderr: text.join().expect("stderr reader"),
+    }
+}
+
+/// A datadir is one process': a second `node` or `inspect` on it is refused
+/// with the holder's pid, and a holder killed with SIGKILL releases it.
+#[test]
+fn a_datadir_in_use_by_another_process_is_refused_naming_its_pid() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_str().expect("utf-8");
+    let node_args = [
+        "node",
+        "--datadir",
+        d,
+        "--network",
+        "localnet",
+        "--committee",
+        "8",
+        "--epoch-len",
+        "50",
+    ];
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_streamsync"))
+        .args(node_args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = holder.id();
+    let out = holder.stdout.take().expect("stdout");
+    let mut reaper = Reaper::default();
+    reaper.children.push(holder);
+    let first = BufReader::new(out)
+        .lines()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    assert!(first.starts_with("listening"), "{first}");
+
+    let expected = format!("datadir {d} is in use by another streamsync process (pid {pid})");
+    for args in [&node_args[..], &["inspect", "--datadir", d][..]] {
+        let out = finished_within(std::time::Duration::from_secs(30), args, &mut reaper);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran beside the holder");
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+    }
+
+    reaper.children[0].kill().expect("SIGKILL");
+    reaper.children[0].wait().expect("reaped");
+    let out = streamsync(&["inspect", "--datadir", d]);
+    assert!(
+        out.status.success(),
+        "still locked after the holder died: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,6 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use super::error::StoreError;
+use super::lock::DirLock;
 use super::tables::*;
 use crate::chain::backend::InsertBatch;
 use crate::chain::spec::{ChainSpec, Genesis, GenesisSpec};
@@ -106,6 +107,9 @@ pub struct Store {
     /// One writer at a time.
     writer: Mutex<()>,
     map_size: AtomicUsize,
+    /// The datadir's lock; the last field, so it is released only after
+    /// the environment has closed.
+    _lock: DirLock,
 }
 
 impl std::fmt::Debug for Store {
@@ -123,7 +127,9 @@ fn is_lmdb_dir(dir: &Path) -> bool {
 
 impl Store {
     /// Opens the existing streamsync database in `dir`. Refuses a directory
-    /// without one, or with an LMDB file that is not ours.
+    /// without one, or with an LMDB file that is not ours, and a datadir
+    /// another open store holds ([`StoreError::InUse`]): the store keeps
+    /// `dir`'s lock until it is dropped.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         if !is_lmdb_dir(dir) {
             return Err(StoreError::NotOurs {
@@ -131,6 +137,12 @@ impl Store {
                 reason: "no data.mdb".into(),
             });
         }
+        let lock = DirLock::acquire(dir)?;
+        Store::open_locked(dir, opts, lock)
+    }
+
+    /// [`Store::open`] once `dir`'s lock is held.
+    fn open_locked(dir: &Path, opts: StoreOptions, lock: DirLock) -> Result<Store, StoreError> {
         let (env, dbs) = open_env(dir, opts)?;
         let (magic, genesis_bytes, head) = {
             let txn = env.begin_ro_txn().map_err(StoreError::lmdb("begin read"))?;
@@ -164,6 +176,7 @@ impl Store {
             resize: RwLock::new(()),
             writer: Mutex::new(()),
             map_size: AtomicUsize::new(opts.initial_map_size),
+            _lock: lock,
         };
         let stored_genesis = store.read(|txn, dbs| get_raw(txn, dbs.hashes, &be(0)))?;
         if stored_genesis.as_deref() != Some(&store.spec.genesis_hash[..]) {
@@ -183,8 +196,9 @@ impl Store {
     }
 
     /// Opens `dir` if it holds this genesis' chain, or initialises it with
-    /// `genesis` if it is empty or absent. Refuses another chain's database
-    /// and any non-empty directory that is not a streamsync database.
+    /// `genesis` if it is empty or absent. Refuses another chain's database,
+    /// any non-empty directory that is not a streamsync database, and a
+    /// datadir another open store holds ([`StoreError::InUse`]).
     pub fn open_or_create(
         dir: &Path,
         genesis: &Genesis,
@@ -193,8 +207,7 @@ impl Store {
         let wanted = genesis
             .chain_spec()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if is_lmdb_dir(dir) {
-            let store = Store::open(dir, opts)?;
+        let same_chain = |store: Store| {
             if store.spec != wanted {
                 return Err(StoreError::OtherChain {
                     path: dir.to_path_buf(),
@@ -202,14 +215,21 @@ impl Store {
                     wanted: describe(&wanted),
                 });
             }
-            return Ok(store);
+            Ok(store)
+        };
+        if is_lmdb_dir(dir) {
+            return same_chain(Store::open(dir, opts)?);
         }
         if dir.exists() {
-            let mut entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
+            let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
                 path: dir.to_path_buf(),
                 source,
             })?;
-            if entries.next().is_some() {
+            // A lock file alone is what a creation that failed leaves.
+            let foreign = |e: std::io::Result<std::fs::DirEntry>| {
+                e.map_or(true, |e| e.file_name() != super::lock::LOCK_FILE)
+            };
+            if entries.into_iter().any(foreign) {
                 return Err(StoreError::NotOurs {
                     path: dir.to_path_buf(),
                     reason: "directory is not empty".into(),
@@ -220,6 +240,12 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
+        let lock = DirLock::acquire(dir)?;
+        // Another process may have created the chain between the checks
+        // above and the lock.
+        if is_lmdb_dir(dir) {
+            return same_chain(Store::open_locked(dir, opts, lock)?);
+        }
         let (env, dbs) = open_env(dir, opts)?;
         {
             let mut txn = env
@@ -247,7 +273,7 @@ impl Store {
             txn.commit().map_err(StoreError::lmdb("commit genesis"))?;
         }
         drop(env);
-        Store::open(dir, opts)
+        Store::open_locked(dir, opts, lock)
     }
 
     /// The datadir.

@@ -41,6 +41,16 @@ pub enum StoreError {
         /// What was asked for.
         wanted: String,
     },
+    /// Another open of the datadir holds its lock (`DIR/LOCK`): another
+    /// process is running on it (or this process opened it already).
+    #[error("datadir {path} is in use by {}", holder(.pid))]
+    InUse {
+        /// The datadir.
+        path: PathBuf,
+        /// The holder's process id, as it wrote it into the lock file
+        /// (`None` if unreadable).
+        pid: Option<u32>,
+    },
     /// A stored value does not decode: the database is corrupt.
     #[error("corrupt database: {0}")]
     Corrupt(String),
@@ -64,6 +74,17 @@ pub enum StoreError {
     /// A block of the batch failed execution: nothing was written.
     #[error("batch rejected: {0}")]
     Invalid(#[from] VerifyError),
+}
+
+/// Who holds a datadir's lock, for [`StoreError::InUse`].
+fn holder(pid: &Option<u32>) -> String {
+    match pid {
+        Some(p) if *p == std::process::id() => {
+            format!("this process (pid {p}), which opened it already")
+        }
+        Some(p) => format!("another streamsync process (pid {p})"),
+        None => "another streamsync process".into(),
+    }
 }
 
 impl StoreError {

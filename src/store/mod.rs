@@ -20,15 +20,22 @@
 //! an earlier block in one transaction if the node ever finds itself on an
 //! invalid branch.
 //!
+//! One process per datadir: an open store holds an exclusive lock on
+//! `DIR/LOCK` (see [`LOCK_FILE`]); a second opener gets
+//! [`StoreError::InUse`] naming the holder's pid. The kernel releases the
+//! lock when the process exits or dies.
+//!
 //! Threads: any number of readers (each read is its own short read
 //! transaction); one writer at a time (the sync thread's LMDB writer).
 
 mod chain_store;
 mod error;
+mod lock;
 mod staging;
 mod tables;
 
 pub use chain_store::{RawBlock, Store, StoreOptions, StoreStats, TableStats};
 pub use error::StoreError;
+pub use lock::LOCK_FILE;
 pub use staging::{LmdbStaging, StageWrite};
 pub use tables::TABLES;
