@@ -28,9 +28,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam::channel::{bounded, Sender};
+use crossbeam::channel::{bounded, RecvTimeoutError, Sender};
 use parking_lot::RwLock;
 
 use crate::chain::ChainBackend;
@@ -82,6 +82,23 @@ impl NodeConfig {
 /// How a sync thread that died is reported.
 const SYNC_THREAD_PANICKED: &str = "the sync thread panicked";
 
+/// How long [`Node::shutdown`] waits in all for the node's threads to stop:
+/// 10 s. The sync thread gets the first three quarters, the host's threads
+/// (streams, requests, net, server) what is left. A thread still running
+/// then is named in a warning and left behind: it ends with the process.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What [`Node::shutdown_within`] reports.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    /// How the sync ended: `None` without `Client`, or if the sync thread
+    /// had not ended by the deadline.
+    pub outcome: Option<SyncOutcome>,
+    /// What had not stopped by the deadline: `"sync"` (the sync thread)
+    /// and/or `"host"` (the host's threads). Empty on a clean stop.
+    pub not_stopped: Vec<&'static str>,
+}
+
 /// A node's status.
 #[derive(Clone, Debug)]
 pub struct NodeStatus {
@@ -91,7 +108,8 @@ pub struct NodeStatus {
     pub host: HostStatus,
 }
 
-/// A running node. [`Node::shutdown`] (or drop) joins every thread.
+/// A running node. [`Node::shutdown`] (or drop) stops and joins every
+/// thread; `shutdown` waits at most [`SHUTDOWN_DEADLINE`].
 pub struct Node {
     host: Host,
     sync: Option<JoinHandle<()>>,
@@ -276,17 +294,92 @@ impl Node {
         self.started.elapsed()
     }
 
-    /// Stops the sync, then the host; joins every thread. Returns how the
-    /// sync ended (`None` without `Client`).
-    pub fn shutdown(mut self) -> Option<SyncOutcome> {
-        self.stop_all();
-        self.outcome.lock().clone()
+    /// Stops the sync, then the host, and joins their threads, waiting at
+    /// most [`SHUTDOWN_DEADLINE`] (10 s) in all: a thread that has not
+    /// stopped by then is logged and left behind. Returns how the sync
+    /// ended (`None` without `Client`, or if it did not stop in time).
+    pub fn shutdown(self) -> Option<SyncOutcome> {
+        self.shutdown_within(SHUTDOWN_DEADLINE).outcome
     }
 
+    /// [`Node::shutdown`] with a deadline of `limit` instead of
+    /// [`SHUTDOWN_DEADLINE`]: the sync thread gets three quarters of it,
+    /// the host the rest. Says what did not stop in time.
+    pub fn shutdown_within(mut self, limit: Duration) -> Shutdown {
+        let start = Instant::now();
+        let deadline = start + limit;
+        let mut not_stopped = Vec::new();
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.trigger.try_send(());
+        if !self.join_sync_by(start + limit * 3 / 4) {
+            not_stopped.push("sync");
+        }
+        let outcome = self.outcome.lock().clone();
+        // The host joins its threads itself, without a deadline: let a
+        // helper thread own the node and stop it (Drop), and wait for that
+        // only until the deadline.
+        let (done_tx, done) = bounded::<()>(1);
+        let helper = std::thread::Builder::new()
+            .name("node-shutdown".into())
+            .spawn(move || {
+                drop(self);
+                let _ = done_tx.send(());
+            });
+        match helper {
+            Ok(_) => match done.recv_deadline(deadline) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => not_stopped.push("host"),
+                Err(RecvTimeoutError::Disconnected) => {
+                    tracing::error!("stopping the host panicked");
+                }
+            },
+            // The closure, and the node with it, was dropped on this thread,
+            // which stopped the host there.
+            Err(e) => tracing::warn!(error = %e, "no helper thread: stopped the host unbounded"),
+        }
+        if !not_stopped.is_empty() {
+            tracing::warn!(
+                deadline_s = limit.as_secs_f64(),
+                not_stopped = ?not_stopped,
+                "node shutdown deadline passed: leaving threads that did not stop behind"
+            );
+        }
+        Shutdown {
+            outcome,
+            not_stopped,
+        }
+    }
+
+    /// Joins the sync thread if it ends by `deadline`; false if it is still
+    /// running then (its handle is dropped: the thread is left detached).
+    fn join_sync_by(&mut self, deadline: Instant) -> bool {
+        let Some(t) = self.sync.take() else {
+            return true;
+        };
+        // `sync_done` fires as the thread's closure ends, even by a panic.
+        if let Err(RecvTimeoutError::Timeout) = self.sync_done.recv_deadline(deadline) {
+            if !t.is_finished() {
+                return false;
+            }
+        }
+        if t.join().is_err() {
+            *self.outcome.lock() = Some(SyncOutcome::Failed(SYNC_THREAD_PANICKED.into()));
+        }
+        true
+    }
+
+    /// Stops everything; the sync thread is waited for at most
+    /// [`SHUTDOWN_DEADLINE`], the host without a deadline
+    /// ([`Node::shutdown_within`] bounds that from outside).
     fn stop_all(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.trigger.try_send(());
-        self.join_sync();
+        if !self.join_sync_by(Instant::now() + SHUTDOWN_DEADLINE) {
+            tracing::warn!(
+                deadline_s = SHUTDOWN_DEADLINE.as_secs_f64(),
+                "the sync thread did not stop in time: leaving it behind"
+            );
+        }
         self.host.shutdown();
     }
 }
