@@ -1,5 +1,5 @@
 //! The `streamsync` binary: gen-chain, inspect, dump-config, the datadir
-//! lock.
+//! lock, and how `node` and `localnet` stop on signals.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -339,5 +339,257 @@ fn a_datadir_in_use_by_another_process_is_refused_naming_its_pid() {
         out.status.success(),
         "still locked after the holder died: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `kill -SIG -- -pgid`: the signal to every process of a group, as a
+/// terminal sends Ctrl-C to its foreground job.
+fn send_to_group(pgid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), "--", &format!("-{pgid}")])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Whether process `pid` is no longer running (gone, or a zombie nobody
+/// reaped yet).
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                == Some("Z")
+        }
+    }
+}
+
+/// Whether process `pid` has a SIGTERM handler (`SigCgt` in its status).
+fn catches_sigterm(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let mask = s.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+}
+
+/// The pid of a running `streamsync node` whose command line names a path
+/// under `dir`.
+fn node_process_under(dir: &Path) -> Option<u32> {
+    let dir = dir.to_str()?.as_bytes();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = args.get(1) == Some(&&b"node"[..]) && args.iter().any(|a| a.starts_with(dir));
+        (ours && !process_gone(pid)).then_some(pid)
+    })
+}
+
+/// `streamsync localnet` with a chain small enough to start in seconds and
+/// a link slow enough (300 ms one way) that its node syncs for much longer,
+/// in its own process group as a shell runs a job; its work directory is
+/// `keep` (`--keep`), else under `tmp` (`TMPDIR`). Stderr lines arrive on
+/// the receiver.
+fn slow_localnet(
+    tmp: &Path,
+    keep: Option<&Path>,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::path::PathBuf,
+) {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamsync"));
+    cmd.args(["localnet", "--blocks", "300", "--peers", "2", "--committee"])
+        .args(["4", "--epoch-len", "100", "--latency", "300", "--json"])
+        .env("TMPDIR", tmp)
+        .env("RUST_LOG", "warn")
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(k) = keep {
+        cmd.arg("--keep").arg(k);
+    }
+    let mut child = cmd.spawn().expect("spawn localnet");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let work = match keep {
+        Some(k) => k.to_path_buf(),
+        None => tmp.join(format!("streamsync-localnet-{}", child.id())),
+    };
+    (child, rx, work)
+}
+
+/// Every stderr line received so far.
+fn drain(rx: &std::sync::mpsc::Receiver<String>, into: &mut Vec<String>) {
+    into.extend(rx.try_iter());
+}
+
+/// Every stderr line up to the end of the stream (the process has exited;
+/// its reader may still be behind); fails after 10 s without one.
+fn drain_to_eof(rx: &std::sync::mpsc::Receiver<String>, into: &mut Vec<String>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(line) => into.push(line),
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => panic!("stderr still open 10 s after the exit"),
+        }
+    }
+}
+
+/// SIGTERM to `streamsync localnet` while its node syncs: it stops the node
+/// (a child process) and its serving peers, removes its work directory, and
+/// exits with 143.
+#[test]
+fn localnet_stopped_by_sigterm_stops_its_node_and_removes_its_work_dir() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (child, rx, work) = slow_localnet(tmp.path(), None);
+    let mut reaper = Reaper::default();
+    let localnet = child.id();
+    reaper.children.push(child);
+    let node = poll(Duration::from_secs(120), "syncing node process", || {
+        node_process_under(&work)
+    });
+    reaper.pids.push(node);
+    assert!(work.is_dir(), "the work directory exists while it runs");
+
+    send(localnet, "TERM");
+    let status = poll(Duration::from_secs(60), "localnet exit", || {
+        reaper.children[0].try_wait().expect("wait")
+    });
+    let mut stderr = Vec::new();
+    drain_to_eof(&rx, &mut stderr);
+    assert_eq!(status.code(), Some(143), "{status}; stderr: {stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("interrupted by SIGTERM")),
+        "{stderr:?}"
+    );
+    assert!(process_gone(node), "the syncing node {node} still runs");
+    assert!(!work.exists(), "{} left behind", work.display());
+}
+
+/// A second SIGTERM exits at once, with 143 and a line saying so, while the
+/// graceful stop the first one started is stuck (here: waiting for a node
+/// that is SIGSTOPped and cannot exit).
+#[test]
+fn a_second_sigterm_exits_at_once_while_the_graceful_stop_hangs() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (child, rx, work) = slow_localnet(tmp.path(), None);
+    let mut reaper = Reaper::default();
+    let localnet = child.id();
+    reaper.children.push(child);
+    let node = poll(Duration::from_secs(120), "syncing node process", || {
+        node_process_under(&work)
+    });
+    reaper.pids.push(node);
+    send(node, "STOP");
+
+    let mut stderr = Vec::new();
+    send(localnet, "TERM");
+    poll(Duration::from_secs(30), "first-signal line", || {
+        drain(&rx, &mut stderr);
+        stderr
+            .iter()
+            .any(|l| l.contains("SIGTERM received: stopping gracefully"))
+            .then_some(())
+    });
+    // The graceful stop now waits up to 15 s for the stopped node; the
+    // second signal must not.
+    send(localnet, "TERM");
+    let status = poll(Duration::from_secs(8), "localnet exit", || {
+        reaper.children[0].try_wait().expect("wait")
+    });
+    drain_to_eof(&rx, &mut stderr);
+    assert_eq!(status.code(), Some(143), "{status}; stderr: {stderr:?}");
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("second signal (SIGTERM): exiting at once")),
+        "{stderr:?}"
+    );
+}
+
+/// Even killed outright (SIGKILL: nothing of it runs), `streamsync
+/// localnet` leaves no node behind: the kernel sends it SIGTERM.
+#[test]
+fn localnet_killed_outright_leaves_no_node_running() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (child, _rx, work) = slow_localnet(tmp.path(), None);
+    let mut reaper = Reaper::default();
+    reaper.children.push(child);
+    let node = poll(Duration::from_secs(120), "syncing node process", || {
+        node_process_under(&work)
+    });
+    reaper.pids.push(node);
+    // Once its handler is in place, SIGTERM leaves a line in its log.
+    poll(
+        Duration::from_secs(60),
+        "the node's SIGTERM handler",
+        || catches_sigterm(node).then_some(()),
+    );
+    reaper.children[0].kill().expect("SIGKILL");
+    reaper.children[0].wait().expect("reaped");
+    poll(Duration::from_secs(30), "the orphaned node's exit", || {
+        process_gone(node).then_some(())
+    });
+    // It was told to stop, not merely left without peers: its log (the
+    // work directory stays, nothing of localnet ran) has its handler's line.
+    let log = std::fs::read_to_string(work.join("sync.log")).expect("sync.log");
+    assert!(
+        log.contains("SIGTERM received: stopping gracefully"),
+        "the node was not sent SIGTERM; its log:\n{log}"
+    );
+}
+
+/// Ctrl-C at the terminal (SIGINT to the job's process group) stops
+/// localnet's node once, gracefully: the node is in a group of its own and
+/// gets a single SIGTERM from localnet, not SIGINT and then SIGTERM, which
+/// it would take as a second signal and exit without its graceful stop.
+/// With `--keep DIR` the work directory stays.
+#[test]
+fn ctrl_c_stops_localnets_node_with_one_signal_and_keep_keeps_the_work_dir() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let keep = tmp.path().join("kept");
+    let (child, rx, work) = slow_localnet(tmp.path(), Some(&keep));
+    let mut reaper = Reaper::default();
+    let localnet = child.id();
+    reaper.children.push(child);
+    let node = poll(Duration::from_secs(120), "syncing node process", || {
+        node_process_under(&work)
+    });
+    reaper.pids.push(node);
+    poll(
+        Duration::from_secs(60),
+        "the node's SIGTERM handler",
+        || catches_sigterm(node).then_some(()),
+    );
+
+    send_to_group(localnet, "INT");
+    let status = poll(Duration::from_secs(60), "localnet exit", || {
+        reaper.children[0].try_wait().expect("wait")
+    });
+    let mut stderr = Vec::new();
+    drain_to_eof(&rx, &mut stderr);
+    assert_eq!(status.code(), Some(130), "{status}; stderr: {stderr:?}");
+    assert!(process_gone(node), "the syncing node {node} still runs");
+    let log = std::fs::read_to_string(work.join("sync.log")).expect("--keep kept sync.log");
+    assert!(
+        log.contains("SIGTERM received: stopping gracefully") && !log.contains("second signal"),
+        "the node was not stopped by exactly one SIGTERM; its log:\n{log}"
     );
 }

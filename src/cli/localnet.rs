@@ -2,11 +2,18 @@
 //! start serving peers on loopback (some byzantine if asked), start a fresh
 //! node as a child process that finds them (boot peer + peer exchange) and
 //! full-syncs, show its progress, and report.
+//!
+//! Stopped by SIGINT/SIGTERM, it stops the syncing node (SIGTERM, then
+//! SIGKILL after [`CHILD_STOP_DEADLINE`]) and the serving peers (threads of
+//! this process), removes the work directory unless `--keep DIR` named it,
+//! and exits with 128 + the signal. A second signal exits at once; the
+//! child then gets SIGTERM from the kernel (Linux: `PR_SET_PDEATHSIG`).
+//! The child runs in its own process group, so a Ctrl-C reaches only us.
 
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,15 +29,108 @@ use streamsync::crypto::hash::to_hex;
 use streamsync::crypto::NodeIdentity;
 use streamsync::host::HostConfig;
 use streamsync::net::to_multiaddr;
-use streamsync::node::{Node, NodeConfig};
+use streamsync::node::{Node, NodeConfig, SHUTDOWN_DEADLINE};
 use streamsync::store::{Store, StoreOptions};
 use streamsync::stream::PeerAddr;
 use streamsync::wire::ProtocolId;
 
+use super::signals::StopSignal;
 use super::{CliError, LinkArgs};
 
 /// Blocks per generated insert batch.
 const GEN_BATCH: usize = 1024;
+
+/// How long the syncing node gets to exit after SIGTERM before it is
+/// killed: its own shutdown deadline plus 5 s to write its report and exit.
+const CHILD_STOP_DEADLINE: Duration = SHUTDOWN_DEADLINE.saturating_add(Duration::from_secs(5));
+
+/// The syncing node's process. Dropping it stops it (SIGTERM, then SIGKILL
+/// after [`CHILD_STOP_DEADLINE`]) and reaps it, so no way out of
+/// [`run_in`] leaves it running.
+struct ChildNode(Child);
+
+impl ChildNode {
+    /// Asks the node to stop (SIGTERM) unless it has exited, waits for it
+    /// at most [`CHILD_STOP_DEADLINE`], then kills it; returns how it ended.
+    fn stop(&mut self) -> std::io::Result<ExitStatus> {
+        if let Some(st) = self.0.try_wait()? {
+            return Ok(st);
+        }
+        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
+            // SAFETY: `kill(2)` with a plain pid and signal number. The pid
+            // is our child's, not reaped yet (`try_wait` just found it
+            // running), so it cannot have been reused.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + CHILD_STOP_DEADLINE;
+        loop {
+            if let Some(st) = self.0.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    pid = self.0.id(),
+                    deadline_s = CHILD_STOP_DEADLINE.as_secs_f64(),
+                    "the syncing node did not exit after SIGTERM: killing it"
+                );
+                self.0.kill()?;
+                return self.0.wait();
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            tracing::warn!(error = %e, "cannot stop the syncing node");
+        }
+    }
+}
+
+/// Makes the child this process' alone to stop: in its own process group,
+/// so a Ctrl-C at the terminal reaches only us and the child gets one
+/// SIGTERM from us (a second signal would make it exit without its
+/// graceful stop), and, on Linux, sent SIGTERM by the kernel when this
+/// process ends, however it ends (a second signal, SIGKILL, a crash).
+fn tie_to_parent(cmd: &mut Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+        // SAFETY: the closure runs in the forked child before exec and
+        // only calls `prctl` and `getppid`, both async-signal-safe, and
+        // builds its errors from OS error numbers, without allocating.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // We may have died before the line above took effect.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Shuts the serving peers down in parallel, each within its own
+/// [`SHUTDOWN_DEADLINE`].
+fn stop_peers(peers: Vec<Node>) {
+    std::thread::scope(|s| {
+        for p in peers {
+            s.spawn(move || p.shutdown());
+        }
+    });
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -84,7 +184,9 @@ pub struct Args {
     /// and reports both rates.
     #[arg(long, value_name = "N", default_value_t = 0)]
     flood: usize,
-    /// Keep the work files (chain, logs) in this directory.
+    /// Keep the work files (chain, logs) in this directory; without it they
+    /// go to a temporary directory removed at the end, also when stopped
+    /// by SIGINT/SIGTERM.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
     /// The WAN link of every node: the serving peers and the syncing node.
@@ -158,6 +260,8 @@ fn isolated_verify_rate(store: &Store) -> Result<f64, CliError> {
 }
 
 pub fn run(mut a: Args) -> Result<(), CliError> {
+    // Before anything is created: from here on a signal cleans up.
+    let stop = StopSignal::install()?;
     if !a.behaviours.is_empty() {
         if a.byzantine != 0 && a.byzantine != a.behaviours.len() {
             return Err(format!(
@@ -188,14 +292,21 @@ pub fn run(mut a: Args) -> Result<(), CliError> {
         std::fs::remove_dir_all(&work)?;
     }
     std::fs::create_dir_all(&work)?;
-    let result = run_in(&a, &work);
+    let result = run_in(&a, &work, &stop);
     if a.keep.is_none() {
-        let _ = std::fs::remove_dir_all(&work);
+        if let Err(e) = std::fs::remove_dir_all(&work) {
+            tracing::warn!(dir = %work.display(), error = %e, "cannot remove the work directory");
+        }
     }
-    result
+    // A signal that arrived while the work was ending still says why.
+    match (result, stop.interrupted()) {
+        (Err(_), Some(i)) => Err(i.into()),
+        (r, _) => r,
+    }
 }
 
-fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
+fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), CliError> {
+    let interrupted = || stop.interrupted().map_or(Ok(()), Err);
     let say = |m: String| {
         if !a.json {
             eprintln!("{m}");
@@ -231,6 +342,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
     );
     let mut left = a.blocks;
     while left > 0 {
+        interrupted()?;
         let n = left.min(GEN_BATCH as u64) as usize;
         let blocks = (0..n)
             .map(|_| gen.next_block())
@@ -248,6 +360,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         to_hex(&source_head.hash)
     ));
 
+    interrupted()?;
     let isolated = isolated_verify_rate(&source)?;
     say(format!(
         "isolated batch verification: {isolated:.0} signatures/s on {} threads",
@@ -287,6 +400,10 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         peers.push(node);
     }
     let boot = boot.ok_or("no boot peer")?;
+    if let Some(i) = stop.interrupted() {
+        stop_peers(peers);
+        return Err(i.into());
+    }
 
     // 3. The syncing node, a child process (its own memory, its own report).
     // Heads needs MinPeers answering peers; the byzantine ones end up
@@ -300,14 +417,21 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         // Side by side in one run: the same sync undisturbed, then under
         // the flood.
         say("syncing once undisturbed, for the reference".into());
-        Some(sync_once(
+        match sync_once(
             a,
             work,
             "sync-calm",
             &boot,
             min_peers,
             source_head.number,
-        )?)
+            stop,
+        ) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                stop_peers(peers);
+                return Err(e);
+            }
+        }
     } else {
         None
     };
@@ -326,7 +450,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         ));
         f
     });
-    let outcome = sync_once(a, work, "sync", &boot, min_peers, source_head.number);
+    let outcome = sync_once(a, work, "sync", &boot, min_peers, source_head.number, stop);
     let flood_stats = flood.as_ref().map(|f| {
         serde_json::json!({
             "connections": a.flood,
@@ -336,9 +460,7 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
         })
     });
     drop(flood);
-    for p in peers {
-        p.shutdown();
-    }
+    stop_peers(peers);
     let r = outcome?;
     let head_hash = r["head_hash"].as_str().unwrap_or_default().to_string();
     let head_match = head_hash == to_hex(&source_head.hash);
@@ -416,7 +538,8 @@ fn run_in(a: &Args, work: &std::path::Path) -> Result<(), CliError> {
 }
 
 /// Runs one syncing node (a child process, its own memory and report) in
-/// `work/name` until it is synced, and returns its `--json` report.
+/// `work/name` until it is synced, and returns its `--json` report. On a
+/// stop signal the child is stopped and the interruption returned.
 fn sync_once(
     a: &Args,
     work: &std::path::Path,
@@ -424,6 +547,7 @@ fn sync_once(
     boot: &PeerAddr,
     min_peers: usize,
     target: u64,
+    stop: &StopSignal,
 ) -> Result<serde_json::Value, CliError> {
     let status_addr = match a.metrics {
         Some(m) => m,
@@ -450,17 +574,25 @@ fn sync_once(
         .args(["--epoch-len", &a.epoch_len.to_string()])
         .args(a.link.to_args())
         .args(["--exit-when-synced", "--json"])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log));
+    tie_to_parent(&mut cmd);
     if let Some(m) = a.max_blocks_per_cycle {
         cmd.args(["--sync.max-blocks-per-cycle", &m.to_string()]);
     }
-    let mut child = cmd.spawn()?;
+    let mut child = ChildNode(cmd.spawn()?);
     let pbar = bar(target, "{spinner} {msg} [{bar:30}] {pos}/{len}");
     let started = Instant::now();
     let exit = loop {
-        if let Some(st) = child.try_wait()? {
+        if let Some(st) = child.0.try_wait()? {
             break st;
+        }
+        if let Some(i) = stop.interrupted() {
+            pbar.finish_and_clear();
+            let st = child.stop()?;
+            tracing::info!(status = %st, "stopped the syncing node");
+            return Err(i.into());
         }
         if let Some(s) = http_get_json(status_addr, "/status") {
             pbar.set_position(s["head"].as_u64().unwrap_or(0));
@@ -472,14 +604,13 @@ fn sync_once(
             ));
         }
         if started.elapsed() > Duration::from_secs(3600) {
-            let _ = child.kill();
             return Err("sync did not finish within an hour".into());
         }
         std::thread::park_timeout(Duration::from_millis(200));
     };
     pbar.finish_and_clear();
     let mut last = String::new();
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = child.0.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             last = line;
         }

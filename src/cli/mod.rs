@@ -11,6 +11,9 @@ mod gen_chain;
 mod inspect;
 mod localnet;
 mod node;
+mod signals;
+
+pub use signals::Interrupted;
 
 /// A peer-to-peer staged block sync engine (Harmony stream sync, in Rust).
 #[derive(Debug, Parser)]
@@ -34,8 +37,16 @@ enum Command {
     Localnet(localnet::Args),
 }
 
-/// A CLI failure: printed as `error: ...`, exit status 1.
+/// A CLI failure: printed as `error: ...`, exit status 1 (128 + the signal
+/// for an [`Interrupted`] command).
 pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The exit status of a failed command: 128 + the signal's number if a
+/// signal stopped it, else 1.
+pub fn exit_status(e: &CliError) -> u8 {
+    e.downcast_ref::<Interrupted>()
+        .map_or(1, |i| i.exit_status())
+}
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_logging() {

@@ -2,7 +2,6 @@
 //! `Client` / `--sync.downloader` is on).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncOutcome;
 use streamsync::wire::ProtocolId;
 
+use super::signals::StopSignal;
 use super::{cpu_seconds, parse_network, peak_rss_mb, CliError, DataDir, LinkArgs};
 
 #[derive(Debug, clap::Args)]
@@ -355,11 +355,9 @@ pub fn run(a: Args) -> Result<(), CliError> {
         Some(_) => Some(streamsync::metrics::install_global(&topic)?),
         None => None,
     };
-    // Handlers first: a signal at any point after "listening" stops cleanly.
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
+    // Handlers first: a signal at any point after "listening" stops
+    // cleanly; a second one exits at once.
+    let stop = StopSignal::install()?;
     let started = Instant::now();
     let start_head = store.head()?.number;
     let node = Arc::new(Node::start(
@@ -392,7 +390,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     // --exit-when-synced, or failed); a server-only node asked to exit
     // when synced has nothing to wait for.
     let done = || (client && node.sync_finished()) || (a.exit_when_synced && !client);
-    while !stop.load(Ordering::Relaxed) && !done() {
+    while stop.received().is_none() && !done() {
         std::thread::park_timeout(Duration::from_millis(100));
     }
     let status = node.status();
