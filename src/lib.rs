@@ -40,4 +40,6 @@ pub mod server;
 pub mod store;
 pub mod stream;
 pub mod sync;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod wire;
