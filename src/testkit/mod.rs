@@ -2,8 +2,11 @@
 //! many complete nodes in one process without disks or sockets.
 //!
 //! So far: [`MemChain`], an in-memory [`ChainBackend`](crate::chain::ChainBackend)
-//! that executes and checks blocks exactly as the LMDB store does.
+//! that executes and checks blocks exactly as the LMDB store does, and
+//! [`Sim`], a first many-node simulator in virtual time.
 
 mod mem_chain;
+mod sim;
 
 pub use mem_chain::MemChain;
+pub use sim::{Sim, SimNode};
