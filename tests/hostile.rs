@@ -118,6 +118,15 @@ fn silent_sockets_cannot_keep_honest_dials_out() {
     );
 }
 
+/// Keys of a new identity for the localnet protocol.
+fn fresh_keys() -> streamsync::net::session::LocalKeys {
+    streamsync::net::session::LocalKeys::new(
+        &streamsync::crypto::NodeIdentity::generate(),
+        localnet(),
+    )
+    .expect("keys")
+}
+
 /// Resident memory of this test process, bytes (`VmRSS`).
 fn rss() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -242,11 +251,7 @@ fn idle_inbound_streams_are_capped_and_cannot_take_outbound_slots() {
     let mut cfg = net_config(localnet());
     cfg.max_inbound = 16;
     let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
-    let keys = streamsync::net::session::LocalKeys::new(
-        &streamsync::crypto::NodeIdentity::generate(),
-        localnet(),
-    )
-    .expect("keys");
+    let keys = fresh_keys();
     let mut idle = Vec::new();
     let mut refused = 0;
     for _ in 0..24 {
@@ -286,11 +291,7 @@ fn streams_from_one_ip_are_capped() {
     let mut cfg = net_config(localnet());
     cfg.max_streams_per_ip = 4;
     let a = serving_node(&genesis, &blocks, cfg, RateLimits::default());
-    let keys = streamsync::net::session::LocalKeys::new(
-        &streamsync::crypto::NodeIdentity::generate(),
-        localnet(),
-    )
-    .expect("keys");
+    let keys = fresh_keys();
     let opened: Vec<_> = (0..6)
         .filter_map(|_| RawPeer::connect(a.addr(), &keys).ok())
         .collect();

@@ -143,6 +143,83 @@ pub fn execute<E>(
     Ok((diff, root))
 }
 
+/// Why a block could not be applied on its parent.
+#[derive(Debug)]
+pub enum ApplyError<E> {
+    /// The block's number does not follow the parent's.
+    NotContiguous {
+        /// The parent's number.
+        head: u64,
+        /// The block's number.
+        got: u64,
+    },
+    /// The block is invalid on its parent (link, execution, state root).
+    Invalid(super::error::VerifyError),
+    /// Reading an account failed (a local fault).
+    Read(E),
+}
+
+/// A block executed on its parent's state.
+#[derive(Debug)]
+pub struct Applied {
+    /// The accounts it changed, with their values after.
+    pub diff: StateDiff,
+    /// Each account it read, with its value before the block (`None`:
+    /// absent), in reading order: what unwinding the block restores.
+    pub before: Vec<(Address, Option<Account>)>,
+}
+
+/// Checks that `block` extends `parent` (whose hash is `parent_hash`) and
+/// executes it on the state `read` returns (the state after the parent),
+/// checking the state root: the one place both chain stores (LMDB and
+/// `testkit::MemChain`) validate what they insert.
+pub fn execute_block<E: std::fmt::Display>(
+    block: &super::types::Block,
+    parent: &super::types::Header,
+    parent_hash: &B256,
+    mut read: impl FnMut(&Address) -> Result<Option<Account>, E>,
+) -> Result<Applied, ApplyError<E>> {
+    use super::error::VerifyError;
+    let n = block.number();
+    if n != parent.number + 1 {
+        return Err(ApplyError::NotContiguous {
+            head: parent.number,
+            got: n,
+        });
+    }
+    if block.header.parent_hash != *parent_hash {
+        return Err(ApplyError::Invalid(VerifyError::BadLink {
+            number: n,
+            reason: format!(
+                "parent hash is not the head's {}",
+                crate::crypto::hash::to_hex(parent_hash)
+            ),
+        }));
+    }
+    // Execution reads each account once, before it changes it: those reads
+    // are the block's "before".
+    let mut before = Vec::new();
+    let (diff, root) = execute(&block.body.transfers, &parent.state_root, |a: &Address| {
+        let acct = read(a)?;
+        before.push((*a, acct));
+        Ok(acct)
+    })
+    .map_err(|e| match e {
+        ExecError::Read(e) => ApplyError::Read(e),
+        other => ApplyError::Invalid(VerifyError::Execution {
+            number: n,
+            reason: other.to_string(),
+        }),
+    })?;
+    if root != block.header.state_root {
+        return Err(ApplyError::Invalid(VerifyError::Execution {
+            number: n,
+            reason: "state root differs from execution".into(),
+        }));
+    }
+    Ok(Applied { diff, before })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

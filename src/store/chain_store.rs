@@ -14,10 +14,10 @@ use super::lock::DirLock;
 use super::tables::*;
 use crate::chain::backend::InsertBatch;
 use crate::chain::spec::{ChainSpec, Genesis, GenesisSpec};
-use crate::chain::state::{execute, Account, Address, StateDiff};
+use crate::chain::state::{execute_block, Account, Address, ApplyError, StateDiff};
 use crate::chain::types::{encode, Block, Body, CommitSig, Committee, Header};
 use crate::chain::StageId;
-use crate::chain::{BackendError, ChainBackend, HeadInfo, VerifyError};
+use crate::chain::{BackendError, ChainBackend, HeadInfo};
 use crate::crypto::hash::to_hex;
 use crate::crypto::B256;
 
@@ -372,51 +372,32 @@ impl Store {
                 let bws = &sealed.block;
                 let b = &bws.block;
                 let n = b.number();
-                if n != parent.number + 1 {
-                    return Err(StoreError::NotContiguous {
-                        head: parent.number,
-                        got: n,
-                    });
-                }
-                if b.header.parent_hash != parent_hash {
-                    return Err(VerifyError::BadLink {
-                        number: n,
-                        reason: format!("parent hash is not the head's {}", to_hex(&parent_hash)),
-                    }
-                    .into());
-                }
-                // Execution reads each account once, before it changes it:
-                // those reads are the block's account changes' "before".
-                let mut before: Vec<AccountChange> = Vec::new();
-                let (diff, root) = {
+                let applied = {
                     let accounts = dbs.accounts;
                     let txn_ro: &RwTransaction<'_> = txn;
-                    execute(&b.body.transfers, &parent.state_root, |a: &Address| {
-                        let acct = match overlay.get(a) {
-                            Some(acct) => Some(*acct),
-                            None => read_account(txn_ro, accounts, a)?,
-                        };
-                        before.push(AccountChange {
-                            address: *a,
-                            before: acct.map(|x| encode(&x).into()).unwrap_or_default(),
-                        });
-                        Ok(acct)
+                    execute_block(b, &parent, &parent_hash, |a: &Address| {
+                        match overlay.get(a) {
+                            Some(acct) => Ok(Some(*acct)),
+                            None => read_account(txn_ro, accounts, a),
+                        }
                     })
                 }
                 .map_err(|e| match e {
-                    crate::chain::state::ExecError::Read(se) => se,
-                    other => StoreError::Invalid(VerifyError::Execution {
-                        number: n,
-                        reason: other.to_string(),
-                    }),
-                })?;
-                if root != b.header.state_root {
-                    return Err(VerifyError::Execution {
-                        number: n,
-                        reason: "state root differs from execution".into(),
+                    ApplyError::NotContiguous { head, got } => {
+                        StoreError::NotContiguous { head, got }
                     }
-                    .into());
-                }
+                    ApplyError::Invalid(v) => StoreError::Invalid(v),
+                    ApplyError::Read(se) => se,
+                })?;
+                let before: Vec<AccountChange> = applied
+                    .before
+                    .iter()
+                    .map(|(address, acct)| AccountChange {
+                        address: *address,
+                        before: acct.map(|x| encode(&x).into()).unwrap_or_default(),
+                    })
+                    .collect();
+                let diff = applied.diff;
                 append(txn, dbs.account_changes, &be(n), &encode(&before))?;
                 overlay.extend(diff);
                 let hash = sealed.hash;

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use parking_lot::RwLock;
 
 use crate::chain::backend::InsertBatch;
-use crate::chain::state::{execute, Account, Address, ExecError};
+use crate::chain::state::{execute_block, Account, Address, ApplyError};
 use crate::chain::{
     BackendError, Block, ChainBackend, ChainSpec, CommitSig, Committee, Genesis, HeadInfo, Header,
-    StageId, VerifyError,
+    StageId,
 };
 use crate::crypto::B256;
 
@@ -155,42 +155,22 @@ impl ChainBackend for MemChain {
         let mut staged: Vec<Stored> = Vec::with_capacity(batch.blocks.len());
         for sealed in batch.blocks.iter() {
             let b = &sealed.block.block;
-            let n = b.number();
-            if n != parent.number + 1 {
-                return Err(BackendError::NotContiguous {
-                    head: parent.number,
-                    got: n,
-                });
-            }
-            if b.header.parent_hash != parent_hash {
-                return Err(VerifyError::BadLink {
-                    number: n,
-                    reason: "parent hash is not the head's".into(),
-                }
-                .into());
-            }
-            let mut before: Vec<(Address, Option<Account>)> = Vec::new();
-            let (diff, root) = execute(&b.body.transfers, &parent.state_root, |a: &Address| {
-                let acct = overlay
-                    .get(a)
-                    .copied()
-                    .or_else(|| inner.accounts.get(a).copied());
-                before.push((*a, acct));
-                Ok::<_, std::convert::Infallible>(acct)
+            let applied = execute_block(b, &parent, &parent_hash, |a: &Address| {
+                Ok::<_, std::convert::Infallible>(
+                    overlay
+                        .get(a)
+                        .copied()
+                        .or_else(|| inner.accounts.get(a).copied()),
+                )
             })
-            .map_err(|e: ExecError<std::convert::Infallible>| {
-                VerifyError::Execution {
-                    number: n,
-                    reason: e.to_string(),
+            .map_err(|e| match e {
+                ApplyError::NotContiguous { head, got } => {
+                    BackendError::NotContiguous { head, got }
                 }
+                ApplyError::Invalid(v) => BackendError::Invalid(v),
+                ApplyError::Read(never) => match never {},
             })?;
-            if root != b.header.state_root {
-                return Err(VerifyError::Execution {
-                    number: n,
-                    reason: "state root differs from execution".into(),
-                }
-                .into());
-            }
+            let (diff, before) = (applied.diff, applied.before);
             overlay.extend(diff);
             staged.push(Stored {
                 block: b.clone(),
