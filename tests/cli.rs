@@ -430,6 +430,36 @@ fn slow_localnet(
     (child, rx, work)
 }
 
+/// A `slow_localnet` whose syncing node process is up: the reaper holds
+/// both (localnet first), with localnet's and the node's pids.
+struct Started {
+    reaper: Reaper,
+    rx: std::sync::mpsc::Receiver<String>,
+    work: std::path::PathBuf,
+    localnet: u32,
+    node: u32,
+}
+
+fn localnet_with_node(tmp: &Path, keep: Option<&Path>) -> Started {
+    let (child, rx, work) = slow_localnet(tmp, keep);
+    let mut reaper = Reaper::default();
+    let localnet = child.id();
+    reaper.children.push(child);
+    let node = poll(
+        std::time::Duration::from_secs(120),
+        "syncing node process",
+        || node_process_under(&work),
+    );
+    reaper.pids.push(node);
+    Started {
+        reaper,
+        rx,
+        work,
+        localnet,
+        node,
+    }
+}
+
 /// Every stderr line received so far.
 fn drain(rx: &std::sync::mpsc::Receiver<String>, into: &mut Vec<String>) {
     into.extend(rx.try_iter());
@@ -455,14 +485,13 @@ fn drain_to_eof(rx: &std::sync::mpsc::Receiver<String>, into: &mut Vec<String>) 
 fn localnet_stopped_by_sigterm_stops_its_node_and_removes_its_work_dir() {
     use std::time::Duration;
     let tmp = tempfile::tempdir().expect("tmp");
-    let (child, rx, work) = slow_localnet(tmp.path(), None);
-    let mut reaper = Reaper::default();
-    let localnet = child.id();
-    reaper.children.push(child);
-    let node = poll(Duration::from_secs(120), "syncing node process", || {
-        node_process_under(&work)
-    });
-    reaper.pids.push(node);
+    let Started {
+        mut reaper,
+        rx,
+        work,
+        localnet,
+        node,
+    } = localnet_with_node(tmp.path(), None);
     assert!(work.is_dir(), "the work directory exists while it runs");
 
     send(localnet, "TERM");
@@ -487,14 +516,13 @@ fn localnet_stopped_by_sigterm_stops_its_node_and_removes_its_work_dir() {
 fn a_second_sigterm_exits_at_once_while_the_graceful_stop_hangs() {
     use std::time::Duration;
     let tmp = tempfile::tempdir().expect("tmp");
-    let (child, rx, work) = slow_localnet(tmp.path(), None);
-    let mut reaper = Reaper::default();
-    let localnet = child.id();
-    reaper.children.push(child);
-    let node = poll(Duration::from_secs(120), "syncing node process", || {
-        node_process_under(&work)
-    });
-    reaper.pids.push(node);
+    let Started {
+        mut reaper,
+        rx,
+        localnet,
+        node,
+        ..
+    } = localnet_with_node(tmp.path(), None);
     send(node, "STOP");
 
     let mut stderr = Vec::new();
@@ -528,13 +556,12 @@ fn a_second_sigterm_exits_at_once_while_the_graceful_stop_hangs() {
 fn localnet_killed_outright_leaves_no_node_running() {
     use std::time::Duration;
     let tmp = tempfile::tempdir().expect("tmp");
-    let (child, _rx, work) = slow_localnet(tmp.path(), None);
-    let mut reaper = Reaper::default();
-    reaper.children.push(child);
-    let node = poll(Duration::from_secs(120), "syncing node process", || {
-        node_process_under(&work)
-    });
-    reaper.pids.push(node);
+    let Started {
+        mut reaper,
+        work,
+        node,
+        ..
+    } = localnet_with_node(tmp.path(), None);
     // Once its handler is in place, SIGTERM leaves a line in its log.
     poll(
         Duration::from_secs(60),
@@ -565,14 +592,13 @@ fn ctrl_c_stops_localnets_node_with_one_signal_and_keep_keeps_the_work_dir() {
     use std::time::Duration;
     let tmp = tempfile::tempdir().expect("tmp");
     let keep = tmp.path().join("kept");
-    let (child, rx, work) = slow_localnet(tmp.path(), Some(&keep));
-    let mut reaper = Reaper::default();
-    let localnet = child.id();
-    reaper.children.push(child);
-    let node = poll(Duration::from_secs(120), "syncing node process", || {
-        node_process_under(&work)
-    });
-    reaper.pids.push(node);
+    let Started {
+        mut reaper,
+        rx,
+        work,
+        localnet,
+        node,
+    } = localnet_with_node(tmp.path(), Some(&keep));
     poll(
         Duration::from_secs(60),
         "the node's SIGTERM handler",
