@@ -120,16 +120,8 @@ impl Cooldowns {
 
     /// Keeps `peer` from being dialled until `until` without counting a
     /// failure (it went away on purpose, e.g. its pools were full).
-    pub fn pause(&mut self, peer: PeerId, until: Instant) {
-        if self.peers.len() >= MAX_COOLDOWNS && !self.peers.contains_key(&peer) {
-            let now = until.min(Instant::now());
-            let cfg = CooldownConfig {
-                per_failure: Duration::ZERO,
-                max: Duration::ZERO,
-                decay: Duration::ZERO,
-            };
-            self.make_room(&cfg, &peer, now);
-        }
+    pub fn pause(&mut self, cfg: &CooldownConfig, peer: PeerId, until: Instant, now: Instant) {
+        self.make_room(cfg, &peer, now);
         let r = self.peers.entry(peer).or_insert(Record {
             failures: 0,
             last_failure: until,

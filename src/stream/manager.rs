@@ -492,8 +492,12 @@ impl StreamManager {
                     // Not a failure; but it closed on purpose (likely full):
                     // leave it alone for a while (trusted peers excepted).
                     if !self.is_trusted(&info.peer_id) {
-                        self.cooldowns
-                            .pause(info.peer_id, now + self.cfg.cooldown.per_failure);
+                        self.cooldowns.pause(
+                            &self.cfg.cooldown,
+                            info.peer_id,
+                            now + self.cfg.cooldown.per_failure,
+                            now,
+                        );
                     }
                 } else if reason.is_disconnect() {
                     // The peer closed or the connection broke (its process
@@ -527,7 +531,8 @@ impl StreamManager {
                 // its relayer pays; `expected` is not dialled again soon.
                 if let Some((p, relayer)) = failed {
                     self.setups.remove(&p);
-                    self.cooldowns.pause(p, now + self.cfg.cooldown.max);
+                    let until = now + self.cfg.cooldown.max;
+                    self.cooldowns.pause(&self.cfg.cooldown, p, until, now);
                     if let Some(r) = relayer.filter(|r| *r != *got) {
                         tracing::warn!(relayer = %r, %expected, %got, %addr, "a relayed peer record named the wrong PeerId for its address");
                         out.extend(self.penalize_peer(r, RemovalReason::CriticalError, now));
