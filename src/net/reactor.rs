@@ -306,7 +306,7 @@ impl Reactor {
             self.close(id, CloseReason::UnsolicitedLargeFrame);
             return false;
         }
-        self.rx_total = self.rx_total - c.rx_charge + charge;
+        self.rx_total = self.rx_total.saturating_sub(c.rx_charge) + charge;
         c.rx_charge = charge;
         let open = matches!(c.phase, Phase::Open);
         match (in_frame, c.frame_started) {
