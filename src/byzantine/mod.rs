@@ -18,7 +18,7 @@ use crate::crypto::B256;
 pub use fork::ForgedFork;
 
 /// How a byzantine peer misbehaves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Behaviour {
     /// Serves blocks whose body does not match the header (tx root).
     WrongBodies,

@@ -130,12 +130,23 @@ pub struct VerifyJob {
 impl VerifyJob {
     /// Verifies the batch (CPU-bound: run it on rayon).
     pub fn run(&self) -> SegmentCheck {
-        crate::chain::verify::verify_segment(
+        self.run_with(crate::crypto::check_batch)
+    }
+
+    /// [`VerifyJob::run`] with the pairing check done by `check`, which
+    /// must answer as [`crate::crypto::check_batch`] would (the simulator
+    /// memoizes real checks across its nodes).
+    pub fn run_with(
+        &self,
+        check: impl FnOnce(&[crate::crypto::SigJob]) -> crate::crypto::BatchCheck,
+    ) -> SegmentCheck {
+        crate::chain::verify::verify_segment_with(
             &self.spec,
             Some((&self.parent.0, &self.parent.1)),
             &self.blocks,
             self.policy,
             |e| self.committees.get(&e).cloned(),
+            check,
         )
     }
 }

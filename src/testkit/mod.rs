@@ -6,7 +6,7 @@
 //! [`Sim`], a first many-node simulator in virtual time.
 
 mod mem_chain;
-mod sim;
+pub mod sim;
 
 pub use mem_chain::MemChain;
-pub use sim::{Sim, SimNode};
+pub use sim::{Byzantine, CpuModel, LinkConfig, Role, Sim, SimConfig, SimNode};
