@@ -399,6 +399,9 @@ pub struct SyncMachine {
     pub(super) persist: bool,
     /// Inputs are being batched (`begin_inputs`).
     pub(super) deferred: bool,
+    /// The instant of the last step: deadlines at or before it were acted
+    /// on then, and one still standing waits for an input, not for time.
+    pub(super) last_step: Option<Instant>,
     /// A step was deferred.
     pub(super) step_pending: bool,
 }
@@ -505,6 +508,7 @@ impl SyncMachine {
             persist,
             deferred: false,
             step_pending: false,
+            last_step: None,
         };
         m.restore(restored);
         m
@@ -756,7 +760,13 @@ impl SyncMachine {
         if let Some(at) = self.commit_retry {
             t.push(at);
         }
-        t.into_iter().min()
+        // A deadline the last step already passed was acted on: what still
+        // stands (an epoch request kept in flight, a commit retry left from
+        // a cycle that ended) waits for an input. Reporting it would make a
+        // driver call `handle_timeout` in a loop without time advancing.
+        t.into_iter()
+            .filter(|d| self.last_step.is_none_or(|s| *d > s))
+            .min()
     }
 
     // ---- internals shared by the stages ----
@@ -767,6 +777,7 @@ impl SyncMachine {
             self.step_pending = true;
             return;
         }
+        self.last_step = Some(self.last_step.map_or(now, |t| t.max(now)));
         for id in std::mem::take(&mut self.pending_fail) {
             self.fail_request(id, now);
         }
