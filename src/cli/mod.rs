@@ -12,6 +12,8 @@ mod inspect;
 mod localnet;
 mod node;
 mod signals;
+mod sim_plot;
+mod simulate;
 
 pub use signals::Interrupted;
 
@@ -35,6 +37,8 @@ enum Command {
     Node(Box<node::Args>),
     /// The main job: a local network on loopback and a fresh node syncing from it.
     Localnet(localnet::Args),
+    /// A network-scale scenario in the simulator (needs `--features testkit`).
+    Simulate(simulate::Args),
 }
 
 /// A CLI failure: printed as `error: ...`, exit status 1 (128 + the signal
@@ -67,6 +71,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::DumpConfig(a) => dump_config::run(a),
         Command::Node(a) => node::run(*a),
         Command::Localnet(a) => localnet::run(a),
+        Command::Simulate(a) => simulate::run(a),
     }
 }
 

@@ -31,6 +31,7 @@
 pub mod link;
 pub mod memo;
 pub mod node;
+pub mod scenario;
 pub mod stats;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -67,6 +68,11 @@ use crate::sync::machine::{BatchId, CommitError};
 use crate::sync::{Action, Start, SyncMachine, SyncSettings, Tip};
 use crate::wire::limits::{MAX_PEERS_PER_RESPONSE, SOFT_RESPONSE_BYTES};
 use crate::wire::{ErrorCode, Message, ProtocolId, Request, RequestId, Response};
+
+/// Events at one virtual instant past which the run is a livelock (a core
+/// reporting a deadline it does not clear), a bug to report, not to wait
+/// out.
+const LIVELOCK_EVENTS: u64 = 5_000_000;
 
 /// Time limit of a peer-exchange request (as the host's).
 const PX_TIMEOUT: Duration = Duration::from_secs(10);
@@ -234,6 +240,8 @@ pub struct Sim {
     memo: Memo,
     growth: Option<Growth>,
     churn: Option<Churn>,
+    /// Events handled at the current instant (livelock guard).
+    same_instant: u64,
     /// Inputs handled.
     pub events: u64,
     /// A running digest of every event handled (when, what, where): two
@@ -267,6 +275,7 @@ impl Sim {
             growth: None,
             churn: None,
             events: 0,
+            same_instant: 0,
             digest: 0xcbf2_9ce4_8422_2325,
         }
     }
@@ -301,6 +310,11 @@ impl Sim {
     /// Node index of `peer`.
     pub fn node_of(&self, peer: &PeerId) -> Option<usize> {
         self.by_peer.get(peer).copied()
+    }
+
+    /// Partition group of node `i` (0 unless [`Sim::partition`] moved it).
+    pub fn group_of(&self, i: usize) -> u32 {
+        self.ports[i].group
     }
 
     /// The settings.
@@ -628,6 +642,15 @@ impl Sim {
             let Some(((t, seq), ev)) = self.queue.pop_first() else {
                 continue;
             };
+            if t > self.now {
+                self.same_instant = 0;
+            }
+            self.same_instant += 1;
+            assert!(
+                self.same_instant < LIVELOCK_EVENTS,
+                "livelock: {LIVELOCK_EVENTS} events at virtual {:?} (a core's deadline does not advance)",
+                t - self.start
+            );
             self.now = self.now.max(t);
             self.events += 1;
             self.digest = (self.digest ^ (t - self.start).as_nanos() as u64 ^ seq.rotate_left(17))
