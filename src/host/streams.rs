@@ -66,6 +66,9 @@ pub(super) struct StreamsDriver {
     /// The peer of each active stream, to mark it disconnected in the peer
     /// book when the stream leaves (bounded by the active pool).
     active_peers: std::collections::HashMap<StreamId, PeerId>,
+    /// Discovery rounds so far: each round asks the next `PX_FANOUT`
+    /// active streams for peers.
+    px_round: usize,
 }
 
 impl StreamsDriver {
@@ -107,6 +110,7 @@ impl StreamsDriver {
             advertise_every: cfg.advertise_every,
             records_rejected: 0,
             active_peers: std::collections::HashMap::new(),
+            px_round: 0,
         }
     }
 }
@@ -178,12 +182,19 @@ impl StreamsDriver {
                         found.extend(s.discover(count));
                     }
                     found.retain(|p| p.peer != self.me);
-                    // Ask a few active streams for their peers too.
-                    let ask: Vec<(StreamId, PeerId)> = self
-                        .sm
-                        .active()
-                        .take(PX_FANOUT)
-                        .map(|i| (i.id, i.peer_id))
+                    // Ask a few active streams for their peers too: the
+                    // pool lists them in a fixed order, so each round
+                    // takes the next few (not the same ones every time).
+                    let all: Vec<(StreamId, PeerId)> =
+                        self.sm.active().map(|i| (i.id, i.peer_id)).collect();
+                    let skip = self.px_round.wrapping_mul(PX_FANOUT) % all.len().max(1);
+                    self.px_round = self.px_round.wrapping_add(1);
+                    let ask: Vec<(StreamId, PeerId)> = all
+                        .iter()
+                        .cycle()
+                        .skip(skip)
+                        .take(PX_FANOUT.min(all.len()))
+                        .copied()
                         .collect();
                     for (stream, peer) in ask {
                         self.ask_peers(stream, peer);

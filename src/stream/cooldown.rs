@@ -34,6 +34,9 @@ struct Record {
     failures: u32,
     last_failure: Instant,
     until: Option<Instant>,
+    /// Order of first record: breaks ties when one must be forgotten, so
+    /// the choice never depends on the map's (random) iteration order.
+    seq: u64,
 }
 
 /// Most peers whose failures and cooldowns are remembered; past it, after
@@ -45,9 +48,15 @@ pub const MAX_COOLDOWNS: usize = 8192;
 pub const MAX_LISTED: usize = 64;
 
 /// Per-peer failures and cooldowns.
+///
+/// Keyed by peer-chosen identities and looked up on every dial and
+/// candidate, so a hash map (randomly keyed: no hash flooding); wherever it
+/// is iterated for a decision or a list, ties are broken by the record's
+/// sequence number or the `PeerId`, never by iteration order.
 #[derive(Debug, Default)]
 pub struct Cooldowns {
     peers: HashMap<PeerId, Record>,
+    next_seq: u64,
 }
 
 impl Cooldowns {
@@ -73,7 +82,7 @@ impl Cooldowns {
             let Some(first) = self
                 .peers
                 .iter()
-                .min_by_key(|(_, r)| (r.until, r.failures))
+                .min_by_key(|(_, r)| (r.until, r.failures, r.seq))
                 .map(|(p, _)| *p)
             else {
                 break;
@@ -101,11 +110,16 @@ impl Cooldowns {
         now: Instant,
     ) -> Duration {
         self.make_room(cfg, &peer, now);
+        let seq = self.next_seq;
         let r = self.peers.entry(peer).or_insert(Record {
             failures: 0,
             last_failure: now,
             until: None,
+            seq,
         });
+        if r.seq == seq {
+            self.next_seq += 1;
+        }
         Self::decayed(cfg, r, now);
         r.failures = r.failures.saturating_add(1);
         r.last_failure = now;
@@ -122,11 +136,16 @@ impl Cooldowns {
     /// failure (it went away on purpose, e.g. its pools were full).
     pub fn pause(&mut self, cfg: &CooldownConfig, peer: PeerId, until: Instant, now: Instant) {
         self.make_room(cfg, &peer, now);
+        let seq = self.next_seq;
         let r = self.peers.entry(peer).or_insert(Record {
             failures: 0,
             last_failure: until,
             until: None,
+            seq,
         });
+        if r.seq == seq {
+            self.next_seq += 1;
+        }
         r.until = Some(r.until.map_or(until, |u| u.max(until)));
     }
 
@@ -155,8 +174,8 @@ impl Cooldowns {
     }
 
     /// Peers cooling down at `now`, with the end of their cooldown: the
-    /// [`MAX_LISTED`] ending first, in that order (not the whole map sorted
-    /// on every status update).
+    /// [`MAX_LISTED`] ending first, in that order, equal ends by `PeerId`
+    /// (not the whole map sorted on every status update).
     pub fn in_cooldown(&self, now: Instant) -> Vec<(PeerId, Instant)> {
         let mut v: Vec<_> = self
             .peers
@@ -164,10 +183,10 @@ impl Cooldowns {
             .filter_map(|(p, r)| r.until.filter(|u| *u > now).map(|u| (*p, u)))
             .collect();
         if v.len() > MAX_LISTED {
-            v.select_nth_unstable_by_key(MAX_LISTED, |(_, u)| *u);
+            v.select_nth_unstable_by_key(MAX_LISTED, |(p, u)| (*u, *p));
             v.truncate(MAX_LISTED);
         }
-        v.sort_by_key(|(_, u)| *u);
+        v.sort_unstable_by_key(|(p, u)| (*u, *p));
         v
     }
 

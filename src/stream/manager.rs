@@ -34,7 +34,7 @@
 //! - a stream persistently far slower than the others is swapped for a
 //!   reserve stream when there is one (reason `slow`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -252,11 +252,17 @@ pub struct StreamManager {
     me: PeerId,
     trusted_retry: Vec<PeerAddr>,
     trusted: Vec<PeerAddr>,
+    /// Looked up only (never iterated): a hash set.
     trusted_ids: HashSet<PeerId>,
-    active: HashMap<StreamId, StreamInfo>,
+    /// Iterated (demotion, subscribers, status): ordered by stream id so
+    /// every decision is a function of the inputs (DESIGN.md §14).
+    active: BTreeMap<StreamId, StreamInfo>,
     reserved: VecDeque<StreamInfo>,
+    /// Looked up only.
     by_peer: HashMap<PeerId, StreamId>,
-    setups: HashMap<PeerId, Setup>,
+    /// Iterated (timeouts, failed dials by address); at most
+    /// `SetupConcurrency` entries.
+    setups: BTreeMap<PeerId, Setup>,
     candidates: VecDeque<PeerAddr>,
     /// Who relayed each candidate learned by peer exchange (at most
     /// `MAX_CANDIDATES` entries).
@@ -268,11 +274,11 @@ pub struct StreamManager {
     /// The back-off before the next discovery while below the hard cap.
     retry: Duration,
     next_check: Instant,
-    slow_strikes: HashMap<StreamId, u32>,
-    closing: HashSet<StreamId>,
+    slow_strikes: BTreeMap<StreamId, u32>,
+    closing: BTreeSet<StreamId>,
     /// Streams of peers cooling down, kept only to serve them; at most
-    /// `MaxReservedStreams`.
-    serve_only: HashMap<PeerId, StreamInfo>,
+    /// `MaxReservedStreams`. Iterated when cooldowns end: ordered.
+    serve_only: BTreeMap<PeerId, StreamInfo>,
     /// The earliest future end of a serve-only peer's cooldown.
     serve_wakeup: Option<Instant>,
     recent_removals: VecDeque<(PeerId, RemovalReason)>,
@@ -299,10 +305,10 @@ impl StreamManager {
             trusted_ids: trusted.iter().map(|p| p.peer).collect(),
             trusted,
             cfg,
-            active: HashMap::new(),
+            active: BTreeMap::new(),
             reserved: VecDeque::new(),
             by_peer: HashMap::new(),
-            setups: HashMap::new(),
+            setups: BTreeMap::new(),
             candidates: VecDeque::new(),
             relayers: HashMap::new(),
             cooldowns: Cooldowns::default(),
@@ -310,9 +316,9 @@ impl StreamManager {
             last_discovery: None,
             retry: cfg.discovery_retry,
             next_check: now + cfg.check_interval,
-            slow_strikes: HashMap::new(),
-            closing: HashSet::new(),
-            serve_only: HashMap::new(),
+            slow_strikes: BTreeMap::new(),
+            closing: BTreeSet::new(),
+            serve_only: BTreeMap::new(),
             serve_wakeup: None,
             recent_removals: VecDeque::new(),
             activated_total: 0,
@@ -332,7 +338,7 @@ impl StreamManager {
 
     // ---- views ----
 
-    /// Active streams.
+    /// Active streams, by stream id.
     pub fn active(&self) -> impl Iterator<Item = &StreamInfo> {
         self.active.values()
     }

@@ -164,11 +164,12 @@ impl RecordCache {
             return false;
         }
         if self.records.len() >= MAX_CACHED_RECORDS && !self.records.contains_key(&r.peer) {
-            // Drop the record with the lowest sequence number.
+            // Drop the record with the lowest sequence number (equal ones
+            // by PeerId: the choice never depends on the map's order).
             if let Some(victim) = self
                 .records
                 .iter()
-                .min_by_key(|(_, r)| r.seq)
+                .min_by_key(|(p, r)| (r.seq, **p))
                 .map(|(p, _)| *p)
             {
                 self.records.remove(&victim);
