@@ -23,7 +23,7 @@
 //! - responses are matched by (stream, request id); late and duplicate ones
 //!   are dropped and counted, unsolicited ones reported as misbehaviour.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::metrics::names;
@@ -205,11 +205,18 @@ pub struct RequestManager {
     cfg: RmConfig,
     high: VecDeque<Job>,
     low: VecDeque<Job>,
-    streams: HashMap<StreamId, StreamState>,
-    flights: HashMap<(StreamId, RequestId), Flight>,
+    /// Iterated on every dispatch and report: ordered by stream id so every
+    /// decision is a function of the inputs (DESIGN.md §14). Small (the
+    /// active pool).
+    streams: BTreeMap<StreamId, StreamState>,
+    /// Iterated when attempts expire and streams go: ordered by (stream,
+    /// request id), our own ids. At most streams × `max_window` entries,
+    /// touched once per request, not per block.
+    flights: BTreeMap<(StreamId, RequestId), Flight>,
     next_id: RequestId,
     next_ticket: Ticket,
     no_stream_since: Option<Instant>,
+    /// Only looked up (with ids a peer sends): a hash set.
     recent: HashSet<(StreamId, RequestId)>,
     recent_order: VecDeque<(StreamId, RequestId)>,
     stale: u64,
@@ -232,8 +239,8 @@ impl RequestManager {
             cfg,
             high: VecDeque::new(),
             low: VecDeque::new(),
-            streams: HashMap::new(),
-            flights: HashMap::new(),
+            streams: BTreeMap::new(),
+            flights: BTreeMap::new(),
             next_id: 1,
             next_ticket: 1,
             no_stream_since: Some(now),
@@ -264,7 +271,7 @@ impl RequestManager {
     }
 
     /// Requests answered per second by each stream (1 / EWMA latency), for
-    /// the stream manager's slow-stream detection.
+    /// the stream manager's slow-stream detection, by stream id.
     pub fn throughput(&self) -> Vec<(StreamId, f64)> {
         self.streams
             .iter()
@@ -353,9 +360,8 @@ impl RequestManager {
         }
         let keys: Vec<_> = self
             .flights
-            .keys()
-            .filter(|(s, _)| *s == stream)
-            .copied()
+            .range((stream, RequestId::MIN)..=(stream, RequestId::MAX))
+            .map(|(k, _)| *k)
             .collect();
         let mut jobs: Vec<Job> = keys
             .into_iter()
@@ -552,12 +558,11 @@ impl RequestManager {
             .filter(|s| Self::has_room(s, now))
             .count();
         let total_failures: u64 = self.streams.values().map(|s| u64::from(s.failures)).sum();
-        let mut dist: HashMap<u32, usize> = HashMap::new();
+        let mut dist: BTreeMap<u32, usize> = BTreeMap::new();
         for s in self.streams.values() {
             *dist.entry(s.failures).or_default() += 1;
         }
-        let mut failure_distribution: Vec<_> = dist.into_iter().collect();
-        failure_distribution.sort_unstable();
+        let failure_distribution: Vec<_> = dist.into_iter().collect();
         HealthStats {
             total_streams,
             available_streams,
