@@ -28,7 +28,7 @@
 //! fetched again. A block that is exactly the one asked for but under
 //! another number proves its hash source lied.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::blame::Fault;
@@ -441,7 +441,8 @@ impl SyncMachine {
     /// Numbers answered as absent: those whose hash nobody seems able to
     /// match are asked of their source directly, or given up on.
     fn check_unmatched(&mut self, lacked: &[u64], now: Instant) {
-        let mut by_source: HashMap<Option<StreamId>, Vec<u64>> = HashMap::new();
+        // Ordered: each source is asked (or given up on) in turn.
+        let mut by_source: BTreeMap<Option<StreamId>, Vec<u64>> = BTreeMap::new();
         for &n in lacked {
             let Some(s) = self.slot(n) else { continue };
             if s.body.is_some() {

@@ -8,7 +8,7 @@
 //! serve below its claim (see `block_hashes`). "Synced" is decided by the
 //! same quorum: fewer answers than `MinPeers` decide nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -85,8 +85,9 @@ pub fn quorum_target(votes: &[Vote], min_peers: usize, per_ip: usize) -> Result<
 /// One round of Heads: who was asked, who answered what.
 #[derive(Clone, Debug)]
 pub struct HeadsRound {
-    /// Streams asked and not yet answered or failed.
-    pub(super) pending: HashSet<StreamId>,
+    /// Streams asked and not yet answered or failed (ordered: the
+    /// stragglers' requests are cancelled in this order).
+    pub(super) pending: BTreeSet<StreamId>,
     /// Streams asked.
     pub(super) asked: usize,
     /// Votes so far.

@@ -34,7 +34,7 @@
 //! end), and everything downloaded and not committed fits the byte budget
 //! `MaxStagedBytes`.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -332,7 +332,7 @@ pub struct SyncMachine {
     /// Every block up to here is downloaded (BlockBodies' checkpoint).
     pub(super) bodies_to: u64,
     /// Requests already hedged.
-    pub(super) hedged: HashSet<ReqId>,
+    pub(super) hedged: BTreeSet<ReqId>,
     /// Hash ranges to ask again (first → last).
     pub(super) hash_retry: BTreeMap<u64, u64>,
     /// Next number no body request has covered yet.
@@ -345,32 +345,38 @@ pub struct SyncMachine {
     /// Likewise for bodies.
     pub(super) body_pause: Option<(Instant, Duration)>,
     /// The lowest number each stream answered as absent (by number).
-    pub(super) hash_lacks: HashMap<StreamId, u64>,
+    pub(super) hash_lacks: BTreeMap<StreamId, u64>,
     /// Votes on hash segments (`DoubleCheckBlockHashes`, ShortRange).
-    pub(super) votes: HashMap<u64, super::short_range::Vote>,
+    pub(super) votes: BTreeMap<u64, super::short_range::Vote>,
     pub(super) next_vote: u64,
     // ---- requests and streams ----
-    pub(super) reqs: HashMap<ReqId, Req>,
+    // Every map keyed by stream, request or block number is ordered: they
+    // are walked to choose streams and to cancel or fail requests, and the
+    // simulator needs those choices to be functions of the inputs only
+    // (DESIGN.md §14). All are small (the pool, the requests in flight)
+    // and none is touched per block; only `committees` (looked up by
+    // epoch, part of the public `Start`) stays a hash map.
+    pub(super) reqs: BTreeMap<ReqId, Req>,
     pub(super) next_req: ReqId,
-    pub(super) links: HashMap<StreamId, Link>,
+    pub(super) links: BTreeMap<StreamId, Link>,
     /// Streams blamed and dropped, until the pool no longer lists them.
-    pub(super) removed: HashSet<StreamId>,
+    pub(super) removed: BTreeSet<StreamId>,
     /// Requests of dropped streams, failed at the next step (not inside
     /// the handler that blamed them).
     pub(super) pending_fail: Vec<ReqId>,
-    pub(super) infos: HashMap<StreamId, StreamInfo>,
+    pub(super) infos: BTreeMap<StreamId, StreamInfo>,
     /// The peer behind each stream seen (bounded, see `handle_streams`).
-    pub(super) peers: HashMap<StreamId, PeerId>,
+    pub(super) peers: BTreeMap<StreamId, PeerId>,
     /// The height each stream claimed at the last Heads.
-    pub(super) claimed: HashMap<StreamId, u64>,
+    pub(super) claimed: BTreeMap<StreamId, u64>,
     /// Streams shown to lack blocks below their claim: what they serve.
-    pub(super) height_caps: HashMap<StreamId, u64>,
+    pub(super) height_caps: BTreeMap<StreamId, u64>,
     // ---- epochs ----
     /// Epoch blocks fetched, waiting for the one before to be verified.
     pub(super) epoch_blocks: BTreeMap<u64, (crate::chain::BlockWithSig, StreamId)>,
-    pub(super) epochs_asked: HashSet<u64>,
+    pub(super) epochs_asked: BTreeSet<u64>,
     /// Streams that answered an epoch block as absent.
-    pub(super) epoch_lacks: HashMap<u64, Vec<StreamId>>,
+    pub(super) epoch_lacks: BTreeMap<u64, Vec<StreamId>>,
     // ---- batches ----
     pub(super) batches: VecDeque<Batch>,
     pub(super) next_batch: BatchId,
@@ -465,27 +471,27 @@ impl SyncMachine {
             hash_next: head + 1,
             hashed_to: head,
             bodies_to: head,
-            hedged: HashSet::new(),
+            hedged: BTreeSet::new(),
             hash_retry: BTreeMap::new(),
             body_next: head + 1,
             body_retry: BTreeMap::new(),
             hash_pause: None,
             body_pause: None,
-            hash_lacks: HashMap::new(),
-            votes: HashMap::new(),
+            hash_lacks: BTreeMap::new(),
+            votes: BTreeMap::new(),
             next_vote: 1,
-            reqs: HashMap::new(),
+            reqs: BTreeMap::new(),
             next_req: 1,
-            links: HashMap::new(),
-            removed: HashSet::new(),
+            links: BTreeMap::new(),
+            removed: BTreeSet::new(),
             pending_fail: Vec::new(),
-            infos: HashMap::new(),
-            peers: HashMap::new(),
-            claimed: HashMap::new(),
-            height_caps: HashMap::new(),
+            infos: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            claimed: BTreeMap::new(),
+            height_caps: BTreeMap::new(),
             epoch_blocks: BTreeMap::new(),
-            epochs_asked: HashSet::new(),
-            epoch_lacks: HashMap::new(),
+            epochs_asked: BTreeSet::new(),
+            epoch_lacks: BTreeMap::new(),
             batches: VecDeque::new(),
             next_batch: 1,
             verify_next: head + 1,
@@ -560,7 +566,7 @@ impl SyncMachine {
 
     /// The live pool of streams now (the whole set, not a change).
     pub fn handle_streams(&mut self, streams: &[StreamInfo], now: Instant) {
-        let live: HashSet<StreamId> = streams.iter().map(|s| s.id).collect();
+        let live: BTreeSet<StreamId> = streams.iter().map(|s| s.id).collect();
         if self.peers.len() > 4 * streams.len() + 1024 {
             self.peers.retain(|s, _| live.contains(s));
         }

@@ -65,6 +65,34 @@ struct Net {
     /// Remove a blamed stream from the pool, as the stream manager does.
     remove_blamed: bool,
     max_in_flight: HashMap<StreamId, usize>,
+    /// Every action the machine gave, described, when recording.
+    log: Option<Vec<String>>,
+}
+
+/// An action in a line, without the blocks it carries.
+fn describe(a: &Action) -> String {
+    let span = |b: &[SealedBlock]| (b.first().map(|x| x.number()), b.last().map(|x| x.number()));
+    match a {
+        Action::Verify(j) => format!(
+            "Verify {} {:?} {:?} epochs {:?}",
+            j.batch,
+            span(&j.blocks),
+            j.policy,
+            {
+                let mut e: Vec<u64> = j.committees.keys().copied().collect();
+                e.sort_unstable();
+                e
+            }
+        ),
+        Action::Commit(j) => format!("Commit {} {:?} {:?}", j.batch, span(&j.blocks), j.progress),
+        Action::Stage(w) => format!(
+            "Stage {} hashes {} blocks {:?}",
+            w.hashes.len(),
+            w.blocks.len(),
+            w.progress
+        ),
+        other => format!("{other:?}"),
+    }
 }
 
 enum Delivery {
@@ -104,9 +132,12 @@ fn settings() -> SyncSettings {
 }
 
 fn info(id: StreamId, ip: u8) -> StreamInfo {
+    let mut seed = [0x3c; 32];
+    seed[..8].copy_from_slice(&id.to_le_bytes());
     StreamInfo {
         id,
-        peer_id: NodeIdentity::generate().peer_id(),
+        // Fixed per stream: two runs of one script see the same peers.
+        peer_id: NodeIdentity::from_seed(seed).peer_id(),
         addr: std::net::SocketAddr::from(([10, 0, 0, ip], 9000)),
         protocol: ProtocolId::sync(Network::Localnet, 0),
         inbound: false,
@@ -125,10 +156,23 @@ impl Net {
         restored: Restored,
         persist: bool,
     ) -> Net {
+        Self::from(n, peers, tune, restored, persist, Instant::now(), false)
+    }
+
+    /// Like [`Net::with`], starting at `now`, recording every action if
+    /// `log`.
+    fn from(
+        n: usize,
+        peers: &[(Peer, u64)],
+        tune: impl FnOnce(&mut SyncSettings),
+        restored: Restored,
+        persist: bool,
+        now: Instant,
+        log: bool,
+    ) -> Net {
         let (genesis, spec, blocks) = chain(n);
         let mut s = settings();
         tune(&mut s);
-        let now = Instant::now();
         let mut committees = HashMap::new();
         committees.insert(
             0,
@@ -176,6 +220,7 @@ impl Net {
             max_budget: 0,
             remove_blamed: true,
             max_in_flight: HashMap::new(),
+            log: log.then(Vec::new),
         };
         net.streams();
         net
@@ -252,6 +297,9 @@ impl Net {
     /// Carries out every action the machine has.
     fn pump(&mut self) {
         while let Some(a) = self.m.poll_action() {
+            if let Some(log) = &mut self.log {
+                log.push(describe(&a));
+            }
             match a {
                 Action::Submit {
                     id,
@@ -627,4 +675,65 @@ fn a_long_round_trip_is_hidden_by_the_window() {
             p.served.len()
         );
     }
+}
+
+/// One scripted sync from `t0`: two dozen streams (most honest, with equal
+/// round trips so that rankings tie; one silent, one serving wrong bodies,
+/// one claiming hashes nobody has), every action the machine gave.
+fn scripted_sync(t0: Instant) -> Vec<String> {
+    let mut peers = vec![(Peer::Honest, 10); 24];
+    peers[3] = (Peer::Silent, 10);
+    peers[7] = (Peer::WrongBodies, 10);
+    peers[11] = (Peer::FakeHashes, 10);
+    for p in peers.iter_mut().skip(16) {
+        p.1 = 30;
+    }
+    let mut net = Net::from(
+        1200,
+        &peers,
+        |s| {
+            s.hash_batch = 32;
+            s.body_batch = 16;
+            s.staged.max_blocks_per_sync_cycle = 400;
+        },
+        Restored::default(),
+        false,
+        t0,
+        true,
+    );
+    let synced = net.synced_to(1200, Duration::from_secs(120));
+    let mut log = net.log.take().unwrap_or_default();
+    log.push(format!(
+        "synced {synced} head {} at {:?}",
+        net.head(),
+        net.now - t0
+    ));
+    log.push(format!("blamed {:?}", net.blamed));
+    log
+}
+
+/// The simulator reproduces a run from its seed: which streams are asked
+/// first, which requests are cancelled in which order when a stream goes
+/// or is blamed, what is asked of whom: functions of the inputs only,
+/// never of a hash map's per-instance random order.
+#[test]
+fn the_same_inputs_give_the_same_actions() {
+    let t0 = Instant::now();
+    let a = scripted_sync(t0);
+    let b = scripted_sync(t0);
+    let kind = |x: &String| x.split([' ', '{', '(']).next().unwrap_or("").to_string();
+    let differ: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .take(12)
+        .map(|(i, (x, _))| format!("{i} {}", kind(x)))
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "of {} actions, the first that differ: {differ:?}",
+        a.len()
+    );
+    assert_eq!(a.len(), b.len());
 }
