@@ -13,10 +13,11 @@ use super::peer_book::PeerBook;
 use super::requests::{ReqCmd, RequestHandle, RequestResult};
 use super::{DiscoverySource, HostConfig, HostStatus, StreamEvent};
 use crate::crypto::NodeIdentity;
+use crate::metrics::names;
 use crate::net::{CloseReason, NetHandle, StreamClosed, StreamId, StreamInfo};
 use crate::request::{HealthStats, Priority, RequestOptions};
 use crate::stream::record::verify_record;
-use crate::stream::{Action, PeerAddr, RemovalReason, StreamManager};
+use crate::stream::{Action, PeerAddr, RemovalReason, StreamManager, StreamStats};
 use crate::wire::limits::MAX_PEERS_PER_RESPONSE;
 use crate::wire::{ProtocolId, Request, Response};
 
@@ -69,6 +70,8 @@ pub(super) struct StreamsDriver {
     /// Discovery rounds so far: each round asks the next `PX_FANOUT`
     /// active streams for peers.
     px_round: usize,
+    /// The stream manager's metrics as last published (`None`: never).
+    published: Option<StreamStats>,
 }
 
 impl StreamsDriver {
@@ -111,6 +114,7 @@ impl StreamsDriver {
             records_rejected: 0,
             active_peers: std::collections::HashMap::new(),
             px_round: 0,
+            published: None,
         }
     }
 }
@@ -125,6 +129,7 @@ impl StreamsDriver {
     fn run(&mut self) {
         let actions = self.sm.start(Instant::now());
         self.execute(actions);
+        self.publish_metrics();
         let mut next_advertise = Instant::now() + self.advertise_every;
         loop {
             let now = Instant::now();
@@ -155,6 +160,7 @@ impl StreamsDriver {
                 default(timeout) => self.sm.on_tick(Instant::now()),
             };
             self.execute(actions);
+            self.publish_metrics();
             if Instant::now() >= next_advertise {
                 if let Some(id) = &self.identity {
                     self.book.write().resign(id);
@@ -294,6 +300,14 @@ impl StreamsDriver {
         out
     }
 
+    /// Publishes the stream manager's metrics (the core never touches the
+    /// global recorder).
+    fn publish_metrics(&mut self) {
+        let now = self.sm.stats();
+        let was = self.published.replace(now);
+        publish_stream_stats(was.as_ref(), &now, self.sm.drain_setup_durations());
+    }
+
     fn publish(&self, ev: StreamEvent) {
         self.subscribers
             .lock()
@@ -319,5 +333,231 @@ impl StreamsDriver {
             serve_only: s.serve_only,
             recent_removals: s.recent_removals,
         });
+    }
+}
+
+/// Publishes to the `metrics` recorder, under the guide's names, what a
+/// stream manager counted between `was` (its stats at the last call;
+/// `None`: never published) and `now`, and its setup durations since.
+/// Gauges are set when they changed (always the first time).
+pub(crate) fn publish_stream_stats(
+    was: Option<&StreamStats>,
+    now: &StreamStats,
+    setup_durations: impl Iterator<Item = f64>,
+) {
+    let first = was.is_none();
+    let was = was.copied().unwrap_or_default();
+    let add = |name: &'static str, now: u64, was: u64| {
+        if now > was {
+            metrics::counter!(name).increment(now - was);
+        }
+    };
+    add(names::ADDED_STREAMS, now.added_streams, was.added_streams);
+    add(
+        names::REMOVED_STREAMS,
+        now.removed_streams,
+        was.removed_streams,
+    );
+    add(
+        names::STREAM_CRITICAL_ERRORS,
+        now.critical_errors,
+        was.critical_errors,
+    );
+    add(names::DISCOVER, now.discover, was.discover);
+    add(
+        names::DISCOVER_PEERS,
+        now.discover_peers,
+        was.discover_peers,
+    );
+    for r in RemovalReason::ALL {
+        let d = now.removals(r).saturating_sub(was.removals(r));
+        if d > 0 {
+            metrics::counter!(names::STREAM_REMOVAL_REASONS, names::LABEL_REASON => r.label())
+                .increment(d);
+        }
+    }
+    if first || now.num_streams != was.num_streams {
+        metrics::gauge!(names::NUM_STREAMS).set(now.num_streams as f64);
+    }
+    if first || now.num_reserved_streams != was.num_reserved_streams {
+        metrics::gauge!(names::NUM_RESERVED_STREAMS).set(now.num_reserved_streams as f64);
+    }
+    for v in setup_durations {
+        metrics::histogram!(names::SETUP_STREAM_DURATION).record(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+
+    use libp2p_identity::PeerId;
+
+    use super::publish_stream_stats;
+    use crate::config::{Network, SyncConfig};
+    use crate::crypto::NodeIdentity;
+    use crate::net::{CloseReason, StreamInfo};
+    use crate::stream::{PeerAddr, RemovalReason, StreamManager, StreamManagerConfig};
+    use crate::wire::ProtocolId;
+
+    fn peer(i: u8) -> PeerId {
+        NodeIdentity::from_seed([i; 32]).peer_id()
+    }
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 20_000 + u16::from(i)))
+    }
+
+    fn info(i: u8, id: u64) -> StreamInfo {
+        StreamInfo {
+            id,
+            peer_id: peer(i),
+            addr: addr(i),
+            protocol: ProtocolId::sync(Network::Mainnet, 0),
+            inbound: false,
+        }
+    }
+
+    /// Dials, setups, activations, a reserve, every kind of removal, dial
+    /// timeouts; `publish` after every input, as the driver does.
+    fn script(publish: &mut dyn FnMut(&mut StreamManager)) {
+        let mut s = SyncConfig::for_network(Network::Mainnet);
+        s.disc_hard_low_cap = 2;
+        s.disc_soft_low_cap = 3;
+        s.disc_high_cap = 4;
+        s.max_reserved_streams = 2;
+        s.disc_batch = 5;
+        s.setup_concurrency = 8;
+        let cfg = StreamManagerConfig::from_sync(&s);
+        let t0 = Instant::now();
+        let trusted = PeerAddr {
+            peer: peer(1),
+            addr: addr(1),
+        };
+        let mut sm = StreamManager::new(cfg, peer(0), vec![trusted], t0);
+        let mut now = t0;
+        sm.start(now);
+        publish(&mut sm);
+        let found: Vec<PeerAddr> = (2..12)
+            .map(|i| PeerAddr {
+                peer: peer(i),
+                addr: addr(i),
+            })
+            .collect();
+        sm.on_discovered(found, now);
+        publish(&mut sm);
+        for i in 1..9u8 {
+            now += Duration::from_millis(7 * u64::from(i));
+            sm.on_stream_up(info(i, u64::from(i)), now);
+            publish(&mut sm);
+        }
+        sm.remove_stream(2, RemovalReason::Slow, now);
+        publish(&mut sm);
+        sm.remove_stream(1, RemovalReason::CriticalError, now);
+        publish(&mut sm);
+        let closed = CloseReason::PeerClosed;
+        sm.on_stream_down(3, Some(&info(3, 3)), Some(peer(3)), addr(3), &closed, now);
+        publish(&mut sm);
+        let limited = CloseReason::RateLimitViolation;
+        sm.on_stream_down(4, Some(&info(4, 4)), Some(peer(4)), addr(4), &limited, now);
+        publish(&mut sm);
+        sm.penalize_peer(peer(5), RemovalReason::InvalidResponse, now);
+        publish(&mut sm);
+        now += Duration::from_secs(61);
+        sm.on_tick(now);
+        publish(&mut sm);
+        now += Duration::from_secs(600);
+        sm.on_tick(now);
+        publish(&mut sm);
+        for i in 20..24u8 {
+            now += Duration::from_millis(3);
+            sm.on_stream_up(info(i, u64::from(i)), now);
+            publish(&mut sm);
+        }
+    }
+
+    /// The series of `text` (a Prometheus exposition) whose value is not
+    /// zero, bucket lines left out.
+    fn nonzero(text: &str) -> BTreeMap<String, String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.contains("_bucket"))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(_, v)| *v != "0")
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Runs the script under a recorder of its own and renders it.
+    fn render(publish: &mut dyn FnMut(&mut StreamManager)) -> String {
+        let (recorder, handle) = crate::metrics::build_recorder("t").expect("recorder");
+        metrics::with_local_recorder(&recorder, || {
+            crate::metrics::register_all();
+            script(publish);
+        });
+        handle.render()
+    }
+
+    #[test]
+    fn the_stream_manager_writes_nothing_to_the_recorder() {
+        let text = render(&mut |_| {});
+        assert_eq!(nonzero(&text), BTreeMap::new());
+    }
+
+    /// The values are those the manager wrote itself before it kept its
+    /// metrics for the driver (the same script rendered on fe90e46, series
+    /// for series).
+    #[test]
+    fn the_driver_publishes_what_the_stream_manager_counted() {
+        let mut was = None;
+        let text = render(&mut |sm| {
+            let now = sm.stats();
+            publish_stream_stats(was.as_ref(), &now, sm.drain_setup_durations());
+            was = Some(now);
+        });
+        let reason =
+            |r: &str| format!("hmy_stream_stream_removal_reasons{{topic=\"t\",reason=\"{r}\"}}");
+        let expected: BTreeMap<String, String> = [
+            ("hmy_stream_added_streams{topic=\"t\"}".to_string(), "8"),
+            ("hmy_stream_removed_streams{topic=\"t\"}".to_string(), "4"),
+            ("hmy_stream_discover{topic=\"t\"}".to_string(), "2"),
+            ("hmy_stream_discover_peers{topic=\"t\"}".to_string(), "5"),
+            (
+                "hmy_stream_stream_critical_errors{topic=\"t\"}".to_string(),
+                "1",
+            ),
+            (reason("critical error"), "1"),
+            (reason("connection failure"), "6"),
+            (reason("invalid response"), "1"),
+            (reason("slow"), "1"),
+            (reason("rate-limit violation"), "1"),
+            ("hmy_stream_num_streams{topic=\"t\"}".to_string(), "4"),
+            (
+                "hmy_stream_num_reserved_streams{topic=\"t\"}".to_string(),
+                "2",
+            ),
+            (
+                "hmy_stream_setup_stream_duration_sum{topic=\"t\"}".to_string(),
+                "0.392",
+            ),
+            (
+                "hmy_stream_setup_stream_duration_count{topic=\"t\"}".to_string(),
+                "6",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+        assert_eq!(nonzero(&text), expected);
+    }
+
+    #[test]
+    fn removal_reasons_follow_the_guides_labels() {
+        let labels = RemovalReason::ALL.map(RemovalReason::label);
+        assert_eq!(labels, crate::metrics::names::REMOVAL_REASONS);
+        for (i, r) in RemovalReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
     }
 }

@@ -7,11 +7,15 @@
 //! - [`server`]: a small synchronous HTTP endpoint serving `/metrics` (and
 //!   `/status` when given a status source), which also runs the recorder's
 //!   upkeep. It runs on its own thread.
+//! - [`samples`]: histogram samples a sans-IO core keeps until its driver
+//!   publishes them (cores never write to the global recorder).
 
 pub mod names;
 pub mod recorder;
+pub mod samples;
 pub mod server;
 
 pub use names::{MetricKind, MetricSpec, ALL_METRICS};
 pub use recorder::{build_recorder, install_global, register_all, MetricsError};
+pub use samples::Samples;
 pub use server::MetricsServer;

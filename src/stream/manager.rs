@@ -42,7 +42,7 @@ use libp2p_identity::PeerId;
 
 use super::cooldown::{CooldownConfig, Cooldowns};
 use crate::config::SyncConfig;
-use crate::metrics::names;
+use crate::metrics::Samples;
 use crate::net::{CloseReason, StreamId, StreamInfo};
 
 /// A dialable peer.
@@ -72,6 +72,30 @@ pub enum RemovalReason {
 }
 
 impl RemovalReason {
+    /// Every reason, in the order of their labels in
+    /// `metrics::names::REMOVAL_REASONS` (and of
+    /// [`StreamStats::removal_reasons`]).
+    pub const ALL: [RemovalReason; 6] = [
+        RemovalReason::CriticalError,
+        RemovalReason::ConnectionFailure,
+        RemovalReason::Slow,
+        RemovalReason::InvalidResponse,
+        RemovalReason::RateLimitViolation,
+        RemovalReason::ProtocolMismatch,
+    ];
+
+    /// Its position in [`RemovalReason::ALL`].
+    pub fn index(self) -> usize {
+        match self {
+            RemovalReason::CriticalError => 0,
+            RemovalReason::ConnectionFailure => 1,
+            RemovalReason::Slow => 2,
+            RemovalReason::InvalidResponse => 3,
+            RemovalReason::RateLimitViolation => 4,
+            RemovalReason::ProtocolMismatch => 5,
+        }
+    }
+
     /// The metric label (one of `metrics::names::REMOVAL_REASONS`).
     pub fn label(self) -> &'static str {
         match self {
@@ -230,6 +254,40 @@ pub struct StreamStatus {
     pub candidates: usize,
 }
 
+/// The stream manager's metrics (DESIGN.md §11): counters since it started
+/// and gauges as they are now, kept by the core rather than written to the
+/// process-global recorder (a simulator runs thousands of managers in one
+/// process). The `streams` driver publishes them under the guide's names;
+/// setup durations (a histogram) are drained with
+/// [`StreamManager::drain_setup_durations`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// `hmy_stream_added_streams`: streams activated.
+    pub added_streams: u64,
+    /// `hmy_stream_removed_streams`: streams that left the pools.
+    pub removed_streams: u64,
+    /// `hmy_stream_stream_critical_errors`: critical failures accounted.
+    pub critical_errors: u64,
+    /// `hmy_stream_stream_removal_reasons` by label, in the order of
+    /// [`RemovalReason::ALL`] (see [`StreamStats::removals`]).
+    pub removal_reasons: [u64; 6],
+    /// `hmy_stream_discover`: discoveries started.
+    pub discover: u64,
+    /// `hmy_stream_discover_peers`: discovered peers whose stream came up.
+    pub discover_peers: u64,
+    /// `hmy_stream_num_streams` (gauge): active streams.
+    pub num_streams: usize,
+    /// `hmy_stream_num_reserved_streams` (gauge): reserve streams.
+    pub num_reserved_streams: usize,
+}
+
+impl StreamStats {
+    /// Removals counted under `reason`'s label.
+    pub fn removals(&self, reason: RemovalReason) -> u64 {
+        self.removal_reasons[reason.index()]
+    }
+}
+
 /// How many of the latest removals [`StreamStatus::recent_removals`] keeps.
 pub const RECENT_REMOVALS: usize = 64;
 
@@ -284,6 +342,11 @@ pub struct StreamManager {
     recent_removals: VecDeque<(PeerId, RemovalReason)>,
     activated_total: u64,
     removed_total: u64,
+    /// Metrics counted for the driver (see [`StreamStats`]); the added and
+    /// removed counts are `activated_total` and `removed_total`.
+    stats: StreamStats,
+    /// `hmy_stream_setup_stream_duration` samples not yet drained.
+    setup_durations: Samples,
 }
 
 impl std::fmt::Debug for StreamManager {
@@ -323,6 +386,8 @@ impl StreamManager {
             recent_removals: VecDeque::new(),
             activated_total: 0,
             removed_total: 0,
+            stats: StreamStats::default(),
+            setup_durations: Samples::default(),
         }
     }
 
@@ -380,6 +445,24 @@ impl StreamManager {
         }
     }
 
+    /// The metrics counted so far (counters since the start, gauges now).
+    pub fn stats(&self) -> StreamStats {
+        StreamStats {
+            added_streams: self.activated_total,
+            removed_streams: self.removed_total,
+            num_streams: self.active.len(),
+            num_reserved_streams: self.reserved.len(),
+            ..self.stats
+        }
+    }
+
+    /// Takes the stream setup durations (seconds) recorded since the last
+    /// call, oldest first (at most `metrics::samples::MAX_PENDING_SAMPLES`
+    /// are kept between calls).
+    pub fn drain_setup_durations(&mut self) -> std::vec::Drain<'_, f64> {
+        self.setup_durations.drain()
+    }
+
     /// Whether `peer` has a stream kept only to serve it.
     pub fn is_serve_only(&self, peer: &PeerId) -> bool {
         self.serve_only.contains_key(peer)
@@ -415,10 +498,10 @@ impl StreamManager {
         let mut out = Vec::new();
         let setup = self.setups.remove(&info.peer_id);
         if let Some(s) = &setup {
-            metrics::histogram!(names::SETUP_STREAM_DURATION)
+            self.setup_durations
                 .record(now.saturating_duration_since(s.started).as_secs_f64());
             if s.discovered {
-                metrics::counter!(names::DISCOVER_PEERS).increment(1);
+                self.stats.discover_peers += 1;
             }
         }
         let trusted = self.is_trusted(&info.peer_id);
@@ -508,8 +591,7 @@ impl StreamManager {
                 } else if reason.is_disconnect() {
                     // The peer closed or the connection broke (its process
                     // may have died): not a failure, nothing accumulates.
-                    metrics::counter!(names::STREAM_REMOVAL_REASONS, names::LABEL_REASON => removal.label())
-                        .increment(1);
+                    self.stats.removal_reasons[removal.index()] += 1;
                 } else {
                     self.account(info.peer_id, removal, now);
                 }
@@ -569,8 +651,7 @@ impl StreamManager {
         };
         if self.is_trusted(&peer) {
             tracing::info!(stream = id, %peer, reason = reason.label(), "trusted peer kept despite removal request");
-            metrics::counter!(names::STREAM_REMOVAL_REASONS, names::LABEL_REASON => reason.label())
-                .increment(1);
+            self.stats.removal_reasons[reason.index()] += 1;
             return out;
         }
         if self.detach(id, &mut out) {
@@ -810,7 +891,6 @@ impl StreamManager {
         } else if self.reserved.len() < self.cfg.max_reserved {
             self.by_peer.insert(info.peer_id, info.id);
             self.reserved.push_back(info);
-            self.gauges();
         } else {
             return Some(info);
         }
@@ -858,7 +938,6 @@ impl StreamManager {
                 reason: None,
             });
         }
-        self.gauges();
     }
 
     fn info_of(&self, id: StreamId) -> Option<&StreamInfo> {
@@ -893,11 +972,9 @@ impl StreamManager {
     }
 
     fn activate(&mut self, info: StreamInfo, out: &mut Vec<Action>) {
-        metrics::counter!(names::ADDED_STREAMS).increment(1);
         self.activated_total += 1;
         self.active.insert(info.id, info.clone());
         out.push(Action::Activated(info));
-        self.gauges();
     }
 
     /// Removes a stream from whichever pool holds it; true if it was there.
@@ -915,17 +992,14 @@ impl StreamManager {
             return false;
         };
         self.by_peer.remove(&info.peer_id);
-        metrics::counter!(names::REMOVED_STREAMS).increment(1);
         self.removed_total += 1;
-        self.gauges();
         true
     }
 
     fn account(&mut self, peer: PeerId, reason: RemovalReason, now: Instant) {
-        metrics::counter!(names::STREAM_REMOVAL_REASONS, names::LABEL_REASON => reason.label())
-            .increment(1);
+        self.stats.removal_reasons[reason.index()] += 1;
         if reason.is_critical() {
-            metrics::counter!(names::STREAM_CRITICAL_ERRORS).increment(1);
+            self.stats.critical_errors += 1;
         }
         if self.is_trusted(&peer) {
             return;
@@ -990,7 +1064,7 @@ impl StreamManager {
             DiscoveryState::BackingOff(until) if now < until => return,
             _ => {}
         }
-        metrics::counter!(names::DISCOVER).increment(1);
+        self.stats.discover += 1;
         self.last_discovery = Some(now);
         self.discovery = DiscoveryState::Running(now);
         out.push(Action::Discover {
@@ -1025,10 +1099,5 @@ impl StreamManager {
             );
             out.push(Action::Dial(p));
         }
-    }
-
-    fn gauges(&self) {
-        metrics::gauge!(names::NUM_STREAMS).set(self.active.len() as f64);
-        metrics::gauge!(names::NUM_RESERVED_STREAMS).set(self.reserved.len() as f64);
     }
 }

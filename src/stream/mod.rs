@@ -17,5 +17,5 @@ mod tests;
 
 pub use manager::{
     Action, DiscoveryState, PeerAddr, RemovalReason, StreamManager, StreamManagerConfig,
-    StreamStatus,
+    StreamStats, StreamStatus,
 };
