@@ -10,9 +10,10 @@ use crossbeam::channel::{bounded, select, Receiver, Sender};
 use parking_lot::RwLock;
 
 use super::streams::StreamCmd;
+use crate::metrics::names;
 use crate::net::{NetEvent, NetHandle, StreamId};
 use crate::request::{
-    HealthStats, RequestError, RequestManager, RequestOptions, RmAction, RmConfig, Ticket,
+    HealthStats, RequestError, RequestManager, RequestOptions, RmAction, RmConfig, RmStats, Ticket,
 };
 use crate::stream::RemovalReason;
 use crate::wire::{Message, Request, Response};
@@ -123,6 +124,7 @@ pub(super) fn spawn(
                 keys: HashMap::new(),
                 key_of: HashMap::new(),
                 health,
+                published: RmStats::default(),
             };
             d.run(&events, &cmds, report_every);
         })
@@ -138,6 +140,8 @@ struct Driver {
     /// Tickets of keyed requests → their keys.
     key_of: HashMap<Ticket, u64>,
     health: Arc<RwLock<Option<HealthStats>>>,
+    /// The request manager's counters as last published.
+    published: RmStats,
 }
 
 impl Driver {
@@ -199,6 +203,10 @@ impl Driver {
             }
             self.execute(&mut out);
             let now = Instant::now();
+            // Counters and delays after every input; gauges twice a second.
+            let stats = self.rm.stats();
+            publish_rm_counters(&self.published, &stats, self.rm.drain_request_delays());
+            self.published = stats;
             if now >= next_metrics {
                 self.rm.publish_metrics(now);
                 *self.health.write() = Some(self.rm.health_stats(now));
@@ -256,5 +264,162 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// Publishes to the `metrics` recorder, under the guide's names, what a
+/// request manager counted between `was` (its stats at the last call) and
+/// `now`, and its request delays since. The gauges are
+/// [`RequestManager::publish_metrics`]'s.
+pub(crate) fn publish_rm_counters(was: &RmStats, now: &RmStats, delays: impl Iterator<Item = f64>) {
+    if now.client_requests > was.client_requests {
+        metrics::counter!(names::CLIENT_REQUEST)
+            .increment(now.client_requests - was.client_requests);
+    }
+    if now.failed_client_requests > was.failed_client_requests {
+        metrics::counter!(names::FAILED_CLIENT_REQUEST)
+            .increment(now.failed_client_requests - was.failed_client_requests);
+    }
+    for v in delays {
+        metrics::histogram!(names::CLIENT_REQUEST_DELAY).record(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    use super::publish_rm_counters;
+    use crate::request::{RequestManager, RequestOptions, RmAction, RmConfig, RmStats};
+    use crate::wire::{Request, Response};
+
+    /// Requests failing for want of a stream, sent, answered after
+    /// various delays, timing out and retried, a stream removed;
+    /// `publish` after every input, as the driver does; the gauges last.
+    fn script(publish: &mut dyn FnMut(&mut RequestManager)) {
+        let t0 = Instant::now();
+        let mut m = RequestManager::new(RmConfig::default(), t0);
+        let mut out = Vec::new();
+        let mut now = t0;
+        let submit = |m: &mut RequestManager, i: u64, now, out: &mut Vec<RmAction>| {
+            let req = Request::GetBlockHashes(vec![i]);
+            let _ = m.submit(req, RequestOptions::default(), now, out);
+        };
+        for i in 0..5u64 {
+            submit(&mut m, i, now, &mut out);
+        }
+        publish(&mut m);
+        now += Duration::from_secs(61);
+        m.on_tick(now, &mut out);
+        publish(&mut m);
+        for s in 1..=4 {
+            m.on_stream_added(s, now, &mut out);
+        }
+        publish(&mut m);
+        out.clear();
+        for i in 0..40u64 {
+            submit(&mut m, i, now, &mut out);
+        }
+        publish(&mut m);
+        let sends: Vec<(u64, u64)> = out
+            .iter()
+            .filter_map(|a| match a {
+                RmAction::Send { stream, id, .. } => Some((*stream, *id)),
+                _ => None,
+            })
+            .collect();
+        out.clear();
+        for (k, (s, id)) in sends.into_iter().enumerate() {
+            if s <= 2 {
+                now += Duration::from_millis(3 * k as u64 + 1);
+                let r = Response::BlockNumber {
+                    number: 1,
+                    hash: [0; 32],
+                };
+                m.on_response(s, id, r, now, &mut out);
+                publish(&mut m);
+            }
+        }
+        for _ in 0..6 {
+            now += Duration::from_secs(5);
+            m.on_tick(now, &mut out);
+            publish(&mut m);
+        }
+        m.on_stream_removed(3, now, &mut out);
+        publish(&mut m);
+        m.publish_metrics(now);
+    }
+
+    /// The series of `text` (a Prometheus exposition) whose value is not
+    /// zero, bucket lines left out.
+    fn nonzero(text: &str) -> BTreeMap<String, String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.contains("_bucket"))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(_, v)| *v != "0")
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Runs the script under a recorder of its own and renders it.
+    fn render(publish: &mut dyn FnMut(&mut RequestManager)) -> String {
+        let (recorder, handle) = crate::metrics::build_recorder("t").expect("recorder");
+        metrics::with_local_recorder(&recorder, || {
+            crate::metrics::register_all();
+            script(publish);
+        });
+        handle.render()
+    }
+
+    const GAUGES: [(&str, &str); 3] = [
+        (
+            "hmy_stream_request_manager_num_connected_streams{topic=\"t\"}",
+            "3",
+        ),
+        ("hmy_stream_num_waiting_requests{topic=\"t\"}", "21"),
+        ("hmy_stream_num_pending_requests{topic=\"t\"}", "3"),
+    ];
+
+    /// Only the driver-side gauge helper (`publish_metrics`, called last by
+    /// the script) writes to the recorder.
+    #[test]
+    fn the_request_manager_writes_nothing_to_the_recorder() {
+        let text = render(&mut |_| {});
+        let expected: BTreeMap<String, String> = GAUGES
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(nonzero(&text), expected);
+    }
+
+    /// The values are those the manager wrote itself before it kept its
+    /// metrics for the driver (the same script rendered on fe90e46, series
+    /// for series).
+    #[test]
+    fn the_driver_publishes_what_the_request_manager_counted() {
+        let mut was = RmStats::default();
+        let text = render(&mut |m| {
+            let now = m.stats();
+            publish_rm_counters(&was, &now, m.drain_request_delays());
+            was = now;
+        });
+        let expected: BTreeMap<String, String> = [
+            ("hmy_stream_sync_client_request{topic=\"t\"}", "56"),
+            ("hmy_stream_sync_failed_client_request{topic=\"t\"}", "13"),
+            (
+                "hmy_stream_sync_client_request_delay_sum{topic=\"t\"}",
+                "466.80399999999986",
+            ),
+            (
+                "hmy_stream_sync_client_request_delay_count{topic=\"t\"}",
+                "21",
+            ),
+        ]
+        .into_iter()
+        .chain(GAUGES)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(nonzero(&text), expected);
     }
 }

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::metrics::names;
+use crate::metrics::{names, Samples};
 use crate::net::StreamId;
 use crate::wire::{ErrorCode, Request, RequestId, Response};
 
@@ -166,6 +166,28 @@ pub struct HealthStats {
     pub average_failures: f64,
 }
 
+/// The request manager's metrics (DESIGN.md §11): counters since it
+/// started and gauges as they are now, kept by the core rather than written
+/// to the process-global recorder (a simulator runs thousands of managers
+/// in one process). The `requests` driver publishes them under the guide's
+/// names; request delays (a histogram) are drained with
+/// [`RequestManager::drain_request_delays`]. The gauge of available
+/// streams depends on the time: it is [`HealthStats::available_streams`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RmStats {
+    /// `hmy_stream_sync_client_request`: attempts sent.
+    pub client_requests: u64,
+    /// `hmy_stream_sync_failed_client_request`: requests that failed
+    /// (timed out, or no stream).
+    pub failed_client_requests: u64,
+    /// `hmy_stream_num_waiting_requests` (gauge).
+    pub waiting: usize,
+    /// `hmy_stream_num_pending_requests` (gauge): requests in flight.
+    pub pending: usize,
+    /// `hmy_stream_request_manager_num_connected_streams` (gauge).
+    pub connected_streams: usize,
+}
+
 #[derive(Clone, Debug)]
 struct Job {
     ticket: Ticket,
@@ -220,6 +242,11 @@ pub struct RequestManager {
     recent: HashSet<(StreamId, RequestId)>,
     recent_order: VecDeque<(StreamId, RequestId)>,
     stale: u64,
+    /// Counters for the driver (see [`RmStats`]).
+    client_requests: u64,
+    failed_client_requests: u64,
+    /// `hmy_stream_sync_client_request_delay` samples not yet drained.
+    delays: Samples,
 }
 
 impl std::fmt::Debug for RequestManager {
@@ -247,6 +274,9 @@ impl RequestManager {
             recent: HashSet::new(),
             recent_order: VecDeque::new(),
             stale: 0,
+            client_requests: 0,
+            failed_client_requests: 0,
+            delays: Samples::default(),
         }
     }
 
@@ -428,7 +458,7 @@ impl RequestManager {
                 s.failures = s.failures.saturating_sub(1);
             }
         }
-        metrics::histogram!(names::CLIENT_REQUEST_DELAY)
+        self.delays
             .record(now.saturating_duration_since(f.job.submitted).as_secs_f64());
         out.push(RmAction::Deliver {
             ticket: f.job.ticket,
@@ -576,12 +606,34 @@ impl RequestManager {
         }
     }
 
-    /// Updates the request-manager gauges.
+    /// The metrics counted so far: counters since the start, gauges now
+    /// (O(1): the driver reads them after every input).
+    pub fn stats(&self) -> RmStats {
+        RmStats {
+            client_requests: self.client_requests,
+            failed_client_requests: self.failed_client_requests,
+            waiting: self.waiting(),
+            pending: self.flights.len(),
+            connected_streams: self.streams.len(),
+        }
+    }
+
+    /// Takes the request delays (seconds from submission to the answer or
+    /// the failure) recorded since the last call, oldest first (at most
+    /// `metrics::samples::MAX_PENDING_SAMPLES` are kept between calls).
+    pub fn drain_request_delays(&mut self) -> std::vec::Drain<'_, f64> {
+        self.delays.drain()
+    }
+
+    /// Sets the request-manager gauges of the global `metrics` recorder
+    /// (available streams at `now`). A helper for the driver thread: the
+    /// core itself never calls it, nor touches the recorder otherwise.
     pub fn publish_metrics(&self, now: Instant) {
-        metrics::gauge!(names::NUM_WAITING_REQUESTS).set(self.waiting() as f64);
-        metrics::gauge!(names::NUM_PENDING_REQUESTS).set(self.flights.len() as f64);
+        let s = self.stats();
+        metrics::gauge!(names::NUM_WAITING_REQUESTS).set(s.waiting as f64);
+        metrics::gauge!(names::NUM_PENDING_REQUESTS).set(s.pending as f64);
         metrics::gauge!(names::REQUEST_MANAGER_NUM_CONNECTED_STREAMS)
-            .set(self.streams.len() as f64);
+            .set(s.connected_streams as f64);
         let available = self
             .streams
             .values()
@@ -616,8 +668,8 @@ impl RequestManager {
     }
 
     fn fail(&mut self, job: Job, e: RequestError, now: Instant, out: &mut Vec<RmAction>) {
-        metrics::counter!(names::FAILED_CLIENT_REQUEST).increment(1);
-        metrics::histogram!(names::CLIENT_REQUEST_DELAY)
+        self.failed_client_requests += 1;
+        self.delays
             .record(now.saturating_duration_since(job.submitted).as_secs_f64());
         out.push(RmAction::Deliver {
             ticket: job.ticket,
@@ -684,7 +736,7 @@ impl RequestManager {
                 let deadline = (now + adaptive)
                     .min(self.overall_deadline(&job))
                     .min(now + self.cfg.pending_timeout);
-                metrics::counter!(names::CLIENT_REQUEST).increment(1);
+                self.client_requests += 1;
                 out.push(RmAction::Send {
                     stream,
                     id,

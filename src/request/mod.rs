@@ -10,5 +10,6 @@ mod tests;
 
 pub use direct::{ClientError, DirectClient};
 pub use manager::{
-    HealthStats, Priority, RequestError, RequestManager, RequestOptions, RmAction, RmConfig, Ticket,
+    HealthStats, Priority, RequestError, RequestManager, RequestOptions, RmAction, RmConfig,
+    RmStats, Ticket,
 };
