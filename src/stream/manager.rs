@@ -32,7 +32,10 @@
 //!   side, the newer one replaces the older (the older is most likely the
 //!   dead half of a connection the peer lost when it restarted);
 //! - a stream persistently far slower than the others is swapped for a
-//!   reserve stream when there is one (reason `slow`).
+//!   reserve stream when there is one (reason `slow`);
+//! - an inbound stream arriving when both pools are full replaces the
+//!   oldest reserve stream, so a node everyone dials first (a boot node)
+//!   never locks newcomers out: they still reach it and learn peers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -889,6 +892,20 @@ impl StreamManager {
             self.by_peer.insert(info.peer_id, info.id);
             self.activate(info, out);
         } else if self.reserved.len() < self.cfg.max_reserved {
+            self.by_peer.insert(info.peer_id, info.id);
+            self.reserved.push_back(info);
+        } else if info.inbound && self.cfg.max_reserved > 0 {
+            // Both pools full: a newcomer takes the place of the oldest
+            // reserve stream (which we do not use), so a node everyone
+            // dials first (a boot node) still lets new nodes in to ask for
+            // peers, instead of locking them out of the network.
+            if let Some(old) = self.reserved.pop_front() {
+                self.by_peer.remove(&old.peer_id);
+                out.push(Action::Close {
+                    stream: old.id,
+                    reason: None,
+                });
+            }
             self.by_peer.insert(info.peer_id, info.id);
             self.reserved.push_back(info);
         } else {

@@ -119,14 +119,38 @@ fn streams_fill_active_up_to_high_cap_then_reserve_then_are_closed() {
         );
     }
     assert_eq!((f.sm.active_count(), f.sm.reserved_count()), (4, 2));
-    let (info, a) = f.up();
+    let (info, a) = f.up_dir(peer(), false);
     assert!(
         a.contains(&Action::Close {
             stream: info.id,
             reason: None
         }),
-        "beyond MaxReservedStreams is closed"
+        "an outbound stream beyond MaxReservedStreams is closed"
     );
+}
+
+#[test]
+fn a_newcomer_at_full_pools_replaces_the_oldest_reserve_stream() {
+    // A boot node everyone dials first fills both pools; a new node must
+    // still get in (to ask for peers), or it can never join the network.
+    let mut f = Fixture::new(vec![]);
+    for _ in 0..4 {
+        f.up();
+    }
+    let (oldest, _) = f.up();
+    let (second, _) = f.up();
+    let (newcomer, a) = f.up();
+    assert!(
+        a.contains(&Action::Close {
+            stream: oldest.id,
+            reason: None
+        }),
+        "the oldest reserve stream makes room: {a:?}"
+    );
+    assert!(!a.iter().any(
+        |x| matches!(x, Action::Close { stream, .. } if *stream == newcomer.id || *stream == second.id)
+    ));
+    assert_eq!((f.sm.active_count(), f.sm.reserved_count()), (4, 2));
 }
 
 #[test]
