@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{select, unbounded, Receiver, Sender};
 use parking_lot::RwLock;
 
+use rand_core::RngCore;
+
 use super::finish::Stat;
 use super::machine::{Action, BatchId, CommitError, ReqId, Restored, Start, SyncMachine, Tip};
 use super::settings::SyncSettings;
@@ -316,7 +318,8 @@ impl SyncThread {
                 exit_when_synced,
             },
             Instant::now(),
-        ))
+        )
+        .with_tie_salt(rand_core::OsRng.next_u64()))
     }
 
     /// Reads what a previous run staged up to its checkpoints.
