@@ -11,6 +11,7 @@ use streamsync::chain::backend::InsertBatch;
 use streamsync::chain::ChainBackend;
 use streamsync::config::Network;
 use streamsync::sync::SyncOutcome;
+use streamsync::testkit::sim::scenario;
 use streamsync::testkit::{LinkConfig, MemChain, Sim, SimConfig};
 
 const BLOCKS: usize = 3000;
@@ -95,4 +96,81 @@ fn a_joiner_crashed_mid_sync_keeps_what_it_committed_and_resumes_from_there() {
         served_after > served_before,
         "the restarted sync asked again"
     );
+}
+
+/// A small run of the named scenario `name`: `nodes` nodes, `blocks`
+/// blocks, epochs of 100, no tip growth, no churn.
+fn small(name: &str, nodes: usize, blocks: usize, seed: u64) -> scenario::Scenario {
+    let mut s = scenario::Scenario::named(name, Some(nodes), seed).expect("scenario");
+    s.blocks = blocks;
+    s.epoch_len = 100;
+    s.tip_every_s = 0;
+    s.churn_per_hour = 0.0;
+    s.boot_nodes = 3;
+    s.join_window_s = 20;
+    s.limit_s = 900;
+    s
+}
+
+#[test]
+fn one_seed_reproduces_a_run_exactly_and_another_seed_does_not() {
+    let s = small("scale", 30, 600, 7);
+    let a = scenario::run(&s, |_, _, _| {}).expect("run");
+    let b = scenario::run(&s, |_, _, _| {}).expect("run");
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.digest, b.digest, "same seed, different run");
+    assert_eq!(a.served, b.served);
+    assert_eq!(a.times_to_sync, b.times_to_sync);
+    let c = scenario::run(&small("scale", 30, 600, 8), |_, _, _| {}).expect("run");
+    assert_ne!(a.digest, c.digest, "another seed, the same run");
+}
+
+#[test]
+fn byzantine_nodes_of_every_kind_leave_no_foreign_block_and_the_provable_ones_are_removed() {
+    let mut s = small("byzantine", 60, 1200, 3);
+    s.byzantine = 0.34;
+    let r = scenario::run(&s, |_, _, _| {}).expect("run");
+    assert_eq!(r.joiners_synced, r.joiners, "{r:?}");
+    assert_eq!(r.honest_wrong_head, 0);
+    assert_eq!(r.foreign_blocks_stored, 0);
+    assert_eq!(r.honest_blamed_critical, 0, "an honest peer was blamed");
+    // Liars whose lies are proven by the data they sent are removed by
+    // every honest node they served it to.
+    for (name, met, removed) in &r.byzantine_by_behaviour {
+        if [
+            "wrong-bodies",
+            "garbage",
+            "forged-fork",
+            "fake-hashes",
+            "broken-links",
+        ]
+        .contains(&name.as_str())
+        {
+            assert_eq!(removed, met, "{name}: {r:?}");
+        }
+    }
+    assert!(r.byzantine_met_pairs > 0, "the joiners met no liar: {r:?}");
+}
+
+#[test]
+fn a_partition_heals_and_every_honest_node_converges_on_the_honest_head() {
+    let mut s = small("partition", 24, 600, 5);
+    s.tip_every_s = 2;
+    s.tip_blocks = 100;
+    s.partition_s = Some(60);
+    let r = scenario::run(&s, |_, _, _| {}).expect("run");
+    assert_eq!(r.honest_wrong_head, 0);
+    assert_eq!(r.foreign_blocks_stored, 0);
+    assert_eq!(r.honest_synced, r.honest_nodes, "{r:?}");
+    assert!(r.virtual_s < 900.0, "did not converge: {r:?}");
+}
+
+#[test]
+fn joiners_keep_syncing_when_every_boot_node_goes_offline() {
+    let mut s = small("boot-loss", 40, 3000, 9);
+    s.join_window_s = 10;
+    s.boot_loss_at_s = Some(12);
+    let r = scenario::run(&s, |_, _, _| {}).expect("run");
+    assert_eq!(r.joiners_synced, r.joiners, "{r:?}");
+    assert_eq!(r.honest_wrong_head, 0);
 }

@@ -52,10 +52,21 @@ pub fn exit_status(e: &CliError) -> u8 {
         .map_or(1, |i| i.exit_status())
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
-pub fn init_logging() {
+impl Cli {
+    /// The log level when `RUST_LOG` is unset: `info`, but `warn` for
+    /// `simulate`, whose thousand nodes would log every cooldown.
+    pub fn default_log_level(&self) -> &'static str {
+        match self.command {
+            Command::Simulate(_) => "warn",
+            _ => "info",
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `default`).
+pub fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

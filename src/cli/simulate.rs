@@ -138,6 +138,10 @@ fn print_text(
             println!("  {name:<16} met {met:>5}, removed {removed:>5}");
         }
     }
+    println!("dials {}, failed: {:?}", r.dials, r.dial_failures);
+    for (reason, honest, byz) in &r.removals {
+        println!("removed for {reason}: {honest} honest, {byz} byzantine peers");
+    }
     println!(
         "ran {:.0} virtual s in {:.1} s wall, peak RSS {:.0} MiB; {} events; digest {}",
         r.virtual_s, r.wall_s, r.peak_rss_mb, r.events, r.digest

@@ -242,6 +242,10 @@ pub struct Sim {
     churn: Option<Churn>,
     /// Events handled at the current instant (livelock guard).
     same_instant: u64,
+    /// Dials attempted.
+    pub dials: u64,
+    /// Dials that failed, by reason label.
+    pub dial_failures: BTreeMap<String, u64>,
     /// Inputs handled.
     pub events: u64,
     /// A running digest of every event handled (when, what, where): two
@@ -274,6 +278,8 @@ impl Sim {
             memo: Memo::default(),
             growth: None,
             churn: None,
+            dials: 0,
+            dial_failures: BTreeMap::new(),
             events: 0,
             same_instant: 0,
             digest: 0xcbf2_9ce4_8422_2325,
@@ -581,7 +587,9 @@ impl Sim {
             persist: false,
             exit_when_synced: node.exit_when_synced,
         };
-        let mut m = SyncMachine::new(self.cfg.sync.clone(), spec, start, self.now);
+        let salt = self.rng.next_u64();
+        let mut m =
+            SyncMachine::new(self.cfg.sync.clone(), spec, start, self.now).with_tie_salt(salt);
         let goal = self.source.head().map_or(0, |h| h.number);
         let now = self.now;
         let n = &mut self.nodes[i];
@@ -890,6 +898,7 @@ impl Sim {
     // ---- connections ----
 
     fn dial(&mut self, i: usize, p: PeerAddr) {
+        self.dials += 1;
         let id = self.new_stream();
         let life = self.nodes[i].life;
         let fail = |reason, peer, addr| Ev::DialFailed {

@@ -183,9 +183,9 @@ pub struct Report {
     /// The same, p99.
     pub time_to_sync_p99_s: Option<f64>,
     /// Share of block requests served by the busiest 1 % of the honest
-    /// nodes that served any.
+    /// nodes (all of them serve).
     pub top1pct_request_share: f64,
-    /// Gini coefficient of block requests served per honest serving node.
+    /// Gini coefficient of block requests served per honest node.
     pub gini: f64,
     /// Honest nodes that served at least one block request.
     pub serving_nodes: usize,
@@ -205,6 +205,13 @@ pub struct Report {
     /// Honest nodes removed by honest nodes for a critical fault (must be 0:
     /// blame only what is proven).
     pub honest_blamed_critical: usize,
+    /// Removals decided by honest nodes, by reason: (reason, of honest
+    /// peers, of byzantine peers).
+    pub removals: Vec<(String, usize, usize)>,
+    /// Dials attempted.
+    pub dials: u64,
+    /// Failed dials by reason.
+    pub dial_failures: Vec<(String, u64)>,
     /// Virtual seconds simulated.
     pub virtual_s: f64,
     /// Events handled.
@@ -386,6 +393,30 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
             break;
         }
     }
+    if std::env::var("SIM_DEBUG").is_ok() {
+        let mut top: Vec<(u64, usize)> = sim
+            .nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.stats.served_block_requests, i))
+            .collect();
+        top.sort_unstable_by(|a, b| b.cmp(a));
+        eprintln!("busiest (requests, node): {:?}", &top[..12.min(top.len())]);
+        for j in joiners.iter().take(5) {
+            let n = &sim.nodes()[*j];
+            eprintln!(
+                "joiner {j}: online {} head {} active {} syncing {} outcome {:?} status {:?}",
+                n.online,
+                n.head(),
+                n.active_streams(),
+                n.syncing(),
+                n.outcome,
+                n.status
+                    .as_ref()
+                    .map(|s| (s.stage, s.head, s.target, s.cycles))
+            );
+        }
+    }
     Ok(report(s, &sim, &joiners, traces))
 }
 
@@ -448,11 +479,10 @@ fn report(s: &Scenario, sim: &Sim, joiners: &[usize], traces: Vec<Trace>) -> Rep
             Some((st.synced? - st.joined?).as_secs_f64())
         })
         .collect();
-    let serving: Vec<f64> = served
-        .iter()
-        .filter(|v| **v > 0)
-        .map(|v| *v as f64)
-        .collect();
+    // Every honest node serves (joiners once they have blocks): the spread
+    // is over all of them, idle ones included.
+    let all: Vec<f64> = served.iter().map(|v| *v as f64).collect();
+    let serving_nodes = served.iter().filter(|v| **v > 0).count();
     let mut by: std::collections::BTreeMap<&'static str, (usize, usize)> = Default::default();
     let (mut met, mut removed) = (0, 0);
     for n in sim.nodes().iter().filter(|n| n.honest()) {
@@ -469,6 +499,17 @@ fn report(s: &Scenario, sim: &Sim, joiners: &[usize], traces: Vec<Trace>) -> Rep
         }
     }
     let block_requests = served.iter().sum();
+    let mut removals: std::collections::BTreeMap<&'static str, (usize, usize)> = Default::default();
+    for n in sim.nodes().iter().filter(|n| n.honest()) {
+        for (k, reason) in &n.stats.removed {
+            let e = removals.entry(reason.label()).or_default();
+            if sim.nodes()[*k].honest() {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
     Report {
         scenario: s.name.clone(),
         seed: s.seed,
@@ -481,9 +522,9 @@ fn report(s: &Scenario, sim: &Sim, joiners: &[usize], traces: Vec<Trace>) -> Rep
         joiners_synced: times.len(),
         time_to_sync_p50_s: percentile(&times, 0.5),
         time_to_sync_p99_s: percentile(&times, 0.99),
-        top1pct_request_share: top_share(&serving, 0.01),
-        gini: gini(&serving),
-        serving_nodes: serving.len(),
+        top1pct_request_share: top_share(&all, 0.01),
+        gini: gini(&all),
+        serving_nodes,
         block_requests,
         bytes_served: sim
             .nodes()
@@ -499,6 +540,16 @@ fn report(s: &Scenario, sim: &Sim, joiners: &[usize], traces: Vec<Trace>) -> Rep
             .map(|(k, (m, r))| (k.to_string(), m, r))
             .collect(),
         honest_blamed_critical: blamed_critical,
+        removals: removals
+            .into_iter()
+            .map(|(k, (h, b))| (k.to_string(), h, b))
+            .collect(),
+        dials: sim.dials,
+        dial_failures: sim
+            .dial_failures
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
         virtual_s: sim.elapsed().as_secs_f64(),
         events: sim.events,
         digest: format!("{:016x}", sim.digest),
