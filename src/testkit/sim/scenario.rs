@@ -305,7 +305,7 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
     let mut joiners = Vec::with_capacity(n_join);
     let window = Duration::from_secs(s.join_window_s);
     for k in 0..n_join {
-        let delay = if n_join > 1 && s.partition_s.is_none() {
+        let delay = if n_join > 1 {
             window.mul_f64(k as f64 / (n_join - 1) as f64)
         } else {
             Duration::from_millis(10 * k as u64)
