@@ -3,7 +3,8 @@
 //!
 //! So far: [`MemChain`], an in-memory [`ChainBackend`](crate::chain::ChainBackend)
 //! that executes and checks blocks exactly as the LMDB store does, and
-//! [`Sim`], a first many-node simulator in virtual time.
+//! [`Sim`], the many-node simulator in virtual time, with its named
+//! scenarios ([`sim::scenario`]).
 
 mod mem_chain;
 pub mod sim;
