@@ -1216,12 +1216,7 @@ impl Sim {
                     for s in ask {
                         self.ask_peers(i, s);
                     }
-                    let more = self.nodes[i]
-                        .cores
-                        .as_mut()
-                        .map(|c| c.sm.on_discovered(found, now))
-                        .unwrap_or_default();
-                    self.sm_actions(i, more);
+                    self.with_sm(i, |sm| sm.on_discovered(found, now));
                 }
                 SmAction::Activated(info) => {
                     let id = info.id;
@@ -1311,10 +1306,16 @@ impl Sim {
 
     fn remove(&mut self, i: usize, stream: StreamId, reason: RemovalReason) {
         let now = self.now;
+        self.with_sm(i, |sm| sm.remove_stream(stream, reason, now));
+    }
+
+    /// Feeds node `i`'s stream manager (if it is up) and carries out what
+    /// it decides.
+    fn with_sm(&mut self, i: usize, f: impl FnOnce(&mut StreamManager) -> Vec<SmAction>) {
         let a = self.nodes[i]
             .cores
             .as_mut()
-            .map(|c| c.sm.remove_stream(stream, reason, now))
+            .map(|c| f(&mut c.sm))
             .unwrap_or_default();
         self.sm_actions(i, a);
     }
@@ -1341,12 +1342,7 @@ impl Sim {
             }
         }
         let now = self.now;
-        let a = self.nodes[i]
-            .cores
-            .as_mut()
-            .map(|c| c.sm.on_peers_learned(learned, Some(peer), now))
-            .unwrap_or_default();
-        self.sm_actions(i, a);
+        self.with_sm(i, |sm| sm.on_peers_learned(learned, Some(peer), now));
         if forged {
             self.remove(i, from, RemovalReason::CriticalError);
         }
@@ -1424,15 +1420,10 @@ impl Sim {
                     if let Some(k) = k {
                         self.nodes[i].stats.removed.entry(k).or_insert(reason);
                     }
-                    let a = self.nodes[i]
-                        .cores
-                        .as_mut()
-                        .map(|c| match peer {
-                            Some(p) => c.sm.penalize_peer(p, reason, now),
-                            None => c.sm.remove_stream(stream, reason, now),
-                        })
-                        .unwrap_or_default();
-                    self.sm_actions(i, a);
+                    self.with_sm(i, |sm| match peer {
+                        Some(p) => sm.penalize_peer(p, reason, now),
+                        None => sm.remove_stream(stream, reason, now),
+                    });
                 }
                 Action::Verify(job) => {
                     let memo = &mut self.memo;
