@@ -43,3 +43,6 @@ pub mod sync;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod wire;
+
+#[cfg(test)]
+mod test_util;

@@ -390,6 +390,8 @@ pub(crate) fn publish_stream_stats(
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use crate::test_util::nonzero;
     use std::net::SocketAddr;
     use std::time::{Duration, Instant};
 
@@ -478,25 +480,9 @@ mod tests {
         }
     }
 
-    /// The series of `text` (a Prometheus exposition) whose value is not
-    /// zero, bucket lines left out.
-    fn nonzero(text: &str) -> BTreeMap<String, String> {
-        text.lines()
-            .filter(|l| !l.starts_with('#') && !l.contains("_bucket"))
-            .filter_map(|l| l.rsplit_once(' '))
-            .filter(|(_, v)| *v != "0")
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     /// Runs the script under a recorder of its own and renders it.
     fn render(publish: &mut dyn FnMut(&mut StreamManager)) -> String {
-        let (recorder, handle) = crate::metrics::build_recorder("t").expect("recorder");
-        metrics::with_local_recorder(&recorder, || {
-            crate::metrics::register_all();
-            script(publish);
-        });
-        handle.render()
+        crate::test_util::render_metrics(|| script(publish))
     }
 
     #[test]

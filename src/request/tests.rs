@@ -646,12 +646,6 @@ fn the_same_inputs_give_the_same_actions() {
     let a = scripted_run(t0);
     let b = scripted_run(t0);
     assert_eq!(a.len(), b.len());
-    let differ: Vec<String> = a
-        .iter()
-        .zip(&b)
-        .enumerate()
-        .filter(|(_, (x, y))| x != y)
-        .map(|(i, (x, _))| format!("{i} {}", x.split(' ').next().unwrap_or("")))
-        .collect();
+    let differ = crate::test_util::differing_steps(&a, &b);
     assert!(differ.is_empty(), "steps that differ: {differ:?}");
 }

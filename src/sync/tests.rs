@@ -721,15 +721,7 @@ fn the_same_inputs_give_the_same_actions() {
     let t0 = Instant::now();
     let a = scripted_sync(t0);
     let b = scripted_sync(t0);
-    let kind = |x: &String| x.split([' ', '{', '(']).next().unwrap_or("").to_string();
-    let differ: Vec<String> = a
-        .iter()
-        .zip(&b)
-        .enumerate()
-        .filter(|(_, (x, y))| x != y)
-        .take(12)
-        .map(|(i, (x, _))| format!("{i} {}", kind(x)))
-        .collect();
+    let differ = crate::test_util::differing_steps(&a, &b);
     assert!(
         differ.is_empty(),
         "of {} actions, the first that differ: {differ:?}",
