@@ -801,11 +801,7 @@ impl Sim {
                 if !self.alive(node, life) {
                     return;
                 }
-                if let Some(m) = self.nodes[node]
-                    .cores
-                    .as_mut()
-                    .and_then(|c| c.sync.as_mut())
-                {
+                if let Some(m) = self.sync_of(node) {
                     m.handle_verified(batch, check, now);
                 }
                 self.after(node);
@@ -819,11 +815,7 @@ impl Sim {
                 if !self.alive(node, life) {
                     return;
                 }
-                if let Some(m) = self.nodes[node]
-                    .cores
-                    .as_mut()
-                    .and_then(|c| c.sync.as_mut())
-                {
+                if let Some(m) = self.sync_of(node) {
                     m.handle_committed(batch, result, now);
                 }
                 let n = &mut self.nodes[node];
@@ -865,6 +857,11 @@ impl Sim {
                 self.at(at, Ev::Churn);
             }
         }
+    }
+
+    /// Node `i`'s running sync, if it has one.
+    fn sync_of(&mut self, i: usize) -> Option<&mut SyncMachine> {
+        self.nodes[i].cores.as_mut().and_then(|c| c.sync.as_mut())
     }
 
     /// Schedules node `i`'s next tick at its cores' earliest deadline.
@@ -1353,12 +1350,7 @@ impl Sim {
         let now = self.now;
         let life = self.nodes[i].life;
         loop {
-            let Some(a) = self.nodes[i]
-                .cores
-                .as_mut()
-                .and_then(|c| c.sync.as_mut())
-                .and_then(|m| m.poll_action())
-            else {
+            let Some(a) = self.sync_of(i).and_then(|m| m.poll_action()) else {
                 break;
             };
             match a {

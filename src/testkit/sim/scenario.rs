@@ -375,7 +375,9 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
                     let start = t + Duration::from_secs(30);
                     partition = Some((start, start + Duration::from_secs(len)));
                 }
-                Some((start, _)) if t >= start && !side.is_empty() && !sim_cut(&sim, side[0]) => {
+                Some((start, _))
+                    if t >= start && !side.is_empty() && sim.group_of(side[0]) == 0 =>
+                {
                     sim.partition(&side, 1);
                 }
                 Some((_, end)) if t >= end && !healed => {
@@ -393,35 +395,7 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
             break;
         }
     }
-    if std::env::var("SIM_DEBUG").is_ok() {
-        let mut top: Vec<(u64, usize)> = sim
-            .nodes()
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.stats.served_block_requests, i))
-            .collect();
-        top.sort_unstable_by(|a, b| b.cmp(a));
-        eprintln!("busiest (requests, node): {:?}", &top[..12.min(top.len())]);
-        for j in joiners.iter().take(5) {
-            let n = &sim.nodes()[*j];
-            eprintln!(
-                "joiner {j}: online {} head {} active {} syncing {} outcome {:?} status {:?}",
-                n.online,
-                n.head(),
-                n.active_streams(),
-                n.syncing(),
-                n.outcome,
-                n.status
-                    .as_ref()
-                    .map(|s| (s.stage, s.head, s.target, s.cycles))
-            );
-        }
-    }
     Ok(report(s, &sim, &joiners, traces))
-}
-
-fn sim_cut(sim: &Sim, i: usize) -> bool {
-    sim.group_of(i) != 0
 }
 
 /// Every honest node online holds the honest head.
