@@ -138,6 +138,12 @@ fn print_text(
             println!("  {name:<16} met {met:>5}, removed {removed:>5}");
         }
     }
+    if let Some(behind) = r.behind_at_heal {
+        println!(
+            "partition: {behind} honest nodes behind the honest head at the heal; all on it {} later",
+            opt(r.converged_after_heal_s)
+        );
+    }
     println!("dials {}, failed: {:?}", r.dials, r.dial_failures);
     for (reason, honest, byz) in &r.removals {
         println!("removed for {reason}: {honest} honest, {byz} byzantine peers");

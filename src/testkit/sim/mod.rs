@@ -764,6 +764,10 @@ impl Sim {
                 if !self.alive(node, life) {
                     return;
                 }
+                *self
+                    .dial_failures
+                    .entry(dial_failure_label(&reason).to_owned())
+                    .or_default() += 1;
                 let Some(c) = self.nodes[node].cores.as_mut() else {
                     return;
                 };
@@ -1473,5 +1477,15 @@ impl Sim {
                 c.sync = None;
             }
         }
+    }
+}
+
+/// The label a failed dial is counted under in [`Sim::dial_failures`].
+fn dial_failure_label(reason: &CloseReason) -> &'static str {
+    match reason {
+        CloseReason::ConnectTimeout => "connect_timeout",
+        CloseReason::PeerClosed => "refused",
+        CloseReason::PeerIdMismatch { .. } => "peer_id_mismatch",
+        _ => "other",
     }
 }

@@ -208,6 +208,13 @@ pub struct Report {
     /// Removals decided by honest nodes, by reason: (reason, of honest
     /// peers, of byzantine peers).
     pub removals: Vec<(String, usize, usize)>,
+    /// `partition`: honest nodes online that were not at the honest head
+    /// when the cut healed (0 would mean the partition cost nothing, and
+    /// the convergence afterwards proves nothing).
+    pub behind_at_heal: Option<usize>,
+    /// Seconds from the heal until every honest node online held the
+    /// honest head (virtual), if they did.
+    pub converged_after_heal_s: Option<f64>,
     /// Dials attempted.
     pub dials: u64,
     /// Failed dials by reason.
@@ -340,6 +347,8 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
     let mut boot_lost = false;
     let mut partition: Option<(Duration, Duration)> = None;
     let mut healed = false;
+    let mut behind_at_heal = None;
+    let mut converged_after_heal_s = None;
     let side: Vec<usize> = joiners.iter().step_by(3).copied().collect();
     let all_synced = |sim: &Sim| {
         joiners.iter().all(|j| {
@@ -376,17 +385,21 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
                     partition = Some((start, start + Duration::from_secs(len)));
                 }
                 Some((start, _))
-                    if t >= start && !side.is_empty() && sim.group_of(side[0]) == 0 =>
+                    if t >= start && !healed && !side.is_empty() && sim.group_of(side[0]) == 0 =>
                 {
                     sim.partition(&side, 1);
                 }
                 Some((_, end)) if t >= end && !healed => {
+                    behind_at_heal = Some(behind(&sim));
                     sim.heal();
                     healed = true;
                 }
                 _ => {}
             }
-            if healed && converged(&sim) {
+            if healed && behind(&sim) == 0 {
+                if let Some((_, end)) = partition {
+                    converged_after_heal_s = Some(t.saturating_sub(end).as_secs_f64());
+                }
                 break;
             }
             continue;
@@ -395,18 +408,20 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
             break;
         }
     }
-    Ok(report(s, &sim, &joiners, traces))
+    let mut r = report(s, &sim, &joiners, traces);
+    r.behind_at_heal = behind_at_heal;
+    r.converged_after_heal_s = converged_after_heal_s;
+    Ok(r)
 }
 
-/// Every honest node online holds the honest head.
-fn converged(sim: &Sim) -> bool {
-    let Ok(head) = sim.source().head() else {
-        return false;
-    };
+/// Honest nodes online that do not hold the honest head.
+fn behind(sim: &Sim) -> usize {
+    let head = sim.source().head().ok().map(|h| h.hash);
     sim.nodes()
         .iter()
         .filter(|n| n.honest() && n.online)
-        .all(|n| n.backend.head().is_ok_and(|h| h.hash == head.hash))
+        .filter(|n| n.backend.head().ok().map(|h| h.hash) != head)
+        .count()
 }
 
 fn report(s: &Scenario, sim: &Sim, joiners: &[usize], traces: Vec<Trace>) -> Report {
@@ -518,6 +533,8 @@ fn report(s: &Scenario, sim: &Sim, joiners: &[usize], traces: Vec<Trace>) -> Rep
             .into_iter()
             .map(|(k, (h, b))| (k.to_string(), h, b))
             .collect(),
+        behind_at_heal: None,
+        converged_after_heal_s: None,
         dials: sim.dials,
         dial_failures: sim
             .dial_failures
