@@ -99,6 +99,38 @@ fn a_joiner_crashed_mid_sync_keeps_what_it_committed_and_resumes_from_there() {
 }
 
 /// The report without its time series, for assertion messages.
+/// No single point of failure: with the only boot node gone, a node whose
+/// link went down (every stream lost, so no peer to ask for peers) finds
+/// its way back to the peers it knew and follows the tip again.
+#[test]
+fn a_node_cut_off_while_its_boot_node_is_gone_reconnects_to_peers_it_knew() {
+    let (genesis, _, blocks) = common::chain(common::spec(11, 100, 4), 2, 800);
+    let source = Arc::new(MemChain::new(&genesis).expect("chain"));
+    source
+        .insert_verified_batch(&InsertBatch::seal(blocks[..600].to_vec(), vec![]))
+        .expect("source");
+    let mut cfg = SimConfig::new(Network::Localnet, 3, LinkConfig::default());
+    cfg.sync.min_peers = 2;
+    let mut sim = Sim::new(cfg, genesis, source);
+    let servers: Vec<usize> = (0..6).map(|_| sim.add_server()).collect();
+    sim.set_boot(&servers[..1]);
+    let j = sim.add_syncer(Duration::ZERO, false).expect("joiner");
+    assert!(sim.run_until(Duration::from_secs(120), |s| head(s, j) >= 600));
+    sim.crash(servers[0]);
+    sim.partition(&[j], 1);
+    sim.run_until(Duration::from_secs(120), |_| false);
+    sim.heal();
+    sim.grow(blocks[600..].to_vec(), Duration::from_secs(1));
+    let caught_up = sim.run_until(Duration::from_secs(1200), |s| head(s, j) >= 800);
+    assert!(
+        caught_up,
+        "head {} of 800; dials {}, failed {:?}",
+        head(&sim, j),
+        sim.dials,
+        sim.dial_failures
+    );
+}
+
 fn summary(r: &scenario::Report) -> String {
     serde_json::to_string(r).unwrap_or_default()
 }

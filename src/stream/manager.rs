@@ -35,7 +35,13 @@
 //!   reserve stream when there is one (reason `slow`);
 //! - an inbound stream arriving when both pools are full replaces the
 //!   oldest reserve stream, so a node everyone dials first (a boot node)
-//!   never locks newcomers out: they still reach it and learn peers.
+//!   never locks newcomers out: they still reach it and learn peers;
+//! - peers we reached by dialling, or that were connected when a peer
+//!   exchange named their address, are remembered (at most [`MAX_KNOWN`])
+//!   and offered again, with the discovery sources, at every discovery: a
+//!   node whose sources name nobody new (boot nodes full or gone, every
+//!   peer on its side of a healed partition) reconnects to peers it knew,
+//!   as a DHT's routing table would let it; a critical fault forgets one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -307,6 +313,10 @@ struct Setup {
 /// them); learned peers past it are dropped.
 pub const MAX_CANDIDATES: usize = 1024;
 
+/// Most peers remembered as reached by dialling ([`StreamManager`]'s
+/// known peers); past it the one reached longest ago is forgotten.
+pub const MAX_KNOWN: usize = 256;
+
 /// The stream manager.
 pub struct StreamManager {
     cfg: StreamManagerConfig,
@@ -328,6 +338,11 @@ pub struct StreamManager {
     /// Who relayed each candidate learned by peer exchange (at most
     /// `MAX_CANDIDATES` entries).
     relayers: HashMap<PeerId, PeerId>,
+    /// Peers reached by dialling (the address proven by the handshake) or
+    /// connected when their signed record named their address, re-offered
+    /// at each discovery, least recently offered first; at most
+    /// [`MAX_KNOWN`].
+    known: VecDeque<PeerAddr>,
     cooldowns: Cooldowns,
     discovery: DiscoveryState,
     /// When the last discovery started.
@@ -377,6 +392,7 @@ impl StreamManager {
             setups: BTreeMap::new(),
             candidates: VecDeque::new(),
             relayers: HashMap::new(),
+            known: VecDeque::new(),
             cooldowns: Cooldowns::default(),
             discovery: DiscoveryState::Idle,
             last_discovery: None,
@@ -506,6 +522,10 @@ impl StreamManager {
             if s.discovered {
                 self.stats.discover_peers += 1;
             }
+            self.remember(PeerAddr {
+                peer: info.peer_id,
+                addr: s.addr,
+            });
         }
         let trusted = self.is_trusted(&info.peer_id);
         let housekeeping = |stream| Action::Close {
@@ -622,6 +642,7 @@ impl StreamManager {
                 // its relayer pays; `expected` is not dialled again soon.
                 if let Some((p, relayer)) = failed {
                     self.setups.remove(&p);
+                    self.known.retain(|k| k.peer != p);
                     let until = now + self.cfg.cooldown.max;
                     self.cooldowns.pause(&self.cfg.cooldown, p, until, now);
                     if let Some(r) = relayer.filter(|r| *r != *got) {
@@ -744,6 +765,12 @@ impl StreamManager {
     ) -> Vec<Action> {
         let mut out = Vec::new();
         for p in peers {
+            if self.by_peer.contains_key(&p.peer) && p.peer != self.me {
+                // Connected (perhaps it dialled us): its signed record gives
+                // the address to dial it at should we lose each other.
+                self.remember(p);
+                continue;
+            }
             if self.candidates.len() >= MAX_CANDIDATES {
                 break;
             }
@@ -1021,6 +1048,9 @@ impl StreamManager {
         if self.is_trusted(&peer) {
             return;
         }
+        if reason.is_critical() {
+            self.known.retain(|k| k.peer != peer);
+        }
         let d = self
             .cooldowns
             .record_failure(&self.cfg.cooldown, peer, reason.is_critical(), now);
@@ -1082,11 +1112,46 @@ impl StreamManager {
             _ => {}
         }
         self.stats.discover += 1;
+        self.reoffer_known(now);
         self.last_discovery = Some(now);
         self.discovery = DiscoveryState::Running(now);
         out.push(Action::Discover {
             count: self.cfg.disc_batch,
         });
+    }
+
+    /// Remembers a peer reached by dialling, as the most recent.
+    fn remember(&mut self, p: PeerAddr) {
+        self.known.retain(|k| k.peer != p.peer);
+        if self.known.len() >= MAX_KNOWN {
+            self.known.pop_front();
+        }
+        self.known.push_back(p);
+    }
+
+    /// Offers up to `DiscBatch` known peers we have no stream or dial to
+    /// and that are not cooling down as candidates; those offered go to the
+    /// back, so the next discovery offers others.
+    fn reoffer_known(&mut self, now: Instant) {
+        let mut offered = Vec::new();
+        let mut rest = VecDeque::with_capacity(self.known.len());
+        for k in std::mem::take(&mut self.known) {
+            let eligible = offered.len() < self.cfg.disc_batch
+                && self.candidates.len() < MAX_CANDIDATES
+                && k.peer != self.me
+                && !self.by_peer.contains_key(&k.peer)
+                && !self.setups.contains_key(&k.peer)
+                && !self.candidates.iter().any(|c| c.peer == k.peer)
+                && self.cooldowns.cooling_until(&k.peer, now).is_none();
+            if eligible {
+                self.candidates.push_back(k);
+                offered.push(k);
+            } else {
+                rest.push_back(k);
+            }
+        }
+        rest.extend(offered);
+        self.known = rest;
     }
 
     fn dial_candidates(&mut self, now: Instant, out: &mut Vec<Action>) {

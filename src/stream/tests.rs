@@ -915,3 +915,101 @@ fn the_same_inputs_give_the_same_actions() {
     let differ = crate::test_util::differing_steps(&a, &b);
     assert!(differ.is_empty(), "steps that differ: {differ:?}");
 }
+
+fn dials(a: &[Action]) -> Vec<PeerId> {
+    a.iter()
+        .filter_map(|x| match x {
+            Action::Dial(p) => Some(p.peer),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Dials `p` at `at` as a discovered candidate and completes the handshake.
+fn dial_up(f: &mut Fixture, p: PeerId, at: SocketAddr) -> StreamInfo {
+    let acts =
+        f.sm.on_discovered(vec![PeerAddr { peer: p, addr: at }], f.now);
+    assert_eq!(dials(&acts), vec![p]);
+    let info = StreamInfo {
+        id: f.next,
+        peer_id: p,
+        // The outbound stream's address is the one dialled.
+        addr: at,
+        protocol: ProtocolId::sync(Network::Mainnet, 0),
+        inbound: false,
+    };
+    f.next += 1;
+    f.sm.on_stream_up(info.clone(), f.now);
+    info
+}
+
+/// The case the simulator's "boot nodes gone, link flapped" run found: the
+/// discovery sources name nobody (boot nodes offline) and peer exchange has
+/// no stream to ask, yet the node reconnects to the peers it had dialled.
+#[test]
+fn peers_reached_by_dialling_are_redialled_when_discovery_names_nobody() {
+    let mut f = Fixture::new(vec![]);
+    let (a, b) = (peer(), peer());
+    let ia = dial_up(&mut f, a, addr(900));
+    let ib = dial_up(&mut f, b, addr(901));
+    // The node's link breaks: both connections drop (not a failure), and
+    // it falls below the hard cap: the discovery round offers both known
+    // peers again, at the addresses that answered, while the sources (boot
+    // nodes gone) have nobody to name.
+    let mut acts = Vec::new();
+    for i in [&ia, &ib] {
+        acts.extend(f.sm.on_stream_down(
+            i.id,
+            Some(i),
+            Some(i.peer_id),
+            i.addr,
+            &CloseReason::Io("connection reset".into()),
+            f.now,
+        ));
+    }
+    assert!(discovers(&acts));
+    acts.extend(f.sm.on_discovered(vec![], f.now));
+    // The next round (the retry back-off below the hard cap) offers the
+    // one that dropped while the first round ran.
+    acts.extend(f.advance(Duration::from_secs(2)));
+    let mut again = dials(&acts);
+    again.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(again, want, "{acts:?}");
+    assert!(acts
+        .iter()
+        .any(|x| matches!(x, Action::Dial(p) if p.peer == a && p.addr == addr(900))));
+}
+
+/// A peer proven at fault is forgotten: it is not redialled from memory
+/// once its cooldown ends (a new discovery may still name it).
+#[test]
+fn a_peer_removed_for_a_critical_fault_is_not_redialled_from_memory() {
+    let mut f = Fixture::new(vec![]);
+    let (a, b) = (peer(), peer());
+    let ia = dial_up(&mut f, a, addr(900));
+    let ib = dial_up(&mut f, b, addr(901));
+    f.sm.remove_stream(ia.id, RemovalReason::CriticalError, f.now);
+    f.sm.on_stream_down(
+        ib.id,
+        Some(&ib),
+        Some(b),
+        ib.addr,
+        &CloseReason::Io("connection reset".into()),
+        f.now,
+    );
+    // b is offered again (below the hard cap); a, cooling down for the
+    // fault, is not, and after its cooldown it is still not.
+    let mut acts = f.sm.on_discovered(vec![], f.now);
+    acts.extend(f.advance(Duration::from_secs(2)));
+    assert!(dials(&acts).contains(&b), "{acts:?}");
+    f.now += 61 * MIN;
+    let mut later = Vec::new();
+    for _ in 0..60 {
+        later.extend(f.advance(Duration::from_secs(1)));
+    }
+    assert!(discovers(&later));
+    acts.extend(later);
+    assert!(!dials(&acts).contains(&a), "{acts:?}");
+}
