@@ -50,13 +50,23 @@ pub trait DiscoverySource: Send {
     fn discover(&mut self, count: usize) -> Vec<PeerAddr>;
 }
 
-/// A fixed list of peers (boot peers from the config).
+/// A fixed list of peers (boot peers from the config), answered in a
+/// random order: with more boot peers than a discovery asks for, every
+/// node taking the first ones would make those the whole network's first
+/// peers, and so its busiest servers (seen in the simulator).
 #[derive(Clone, Debug, Default)]
 pub struct StaticPeers(pub Vec<PeerAddr>);
 
 impl DiscoverySource for StaticPeers {
     fn discover(&mut self, count: usize) -> Vec<PeerAddr> {
-        self.0.iter().take(count).copied().collect()
+        use rand_core::RngCore;
+        let mut v = self.0.clone();
+        for k in (1..v.len()).rev() {
+            let r = (rand_core::OsRng.next_u64() % (k as u64 + 1)) as usize;
+            v.swap(k, r);
+        }
+        v.truncate(count);
+        v
     }
 }
 
@@ -406,5 +416,30 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_peers_are_offered_in_a_random_order_so_every_one_is_used() {
+        let boot: Vec<PeerAddr> = (0..10u16)
+            .map(|i| PeerAddr {
+                peer: libp2p_identity::PeerId::random(),
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20_000 + i)),
+            })
+            .collect();
+        let mut src = StaticPeers(boot.clone());
+        let mut named = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let got = src.discover(3);
+            assert_eq!(got.len(), 3);
+            named.extend(got);
+        }
+        // Taking the first three every time would name 3 of the 10; a
+        // random order misses a given one with probability 0.7^200.
+        assert_eq!(named, boot.into_iter().collect());
     }
 }
