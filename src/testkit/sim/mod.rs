@@ -197,6 +197,11 @@ enum Ev {
     Crash {
         node: usize,
     },
+    /// The `init_wait` of a node's sync waiting for `InitStreams` ended.
+    InitWait {
+        node: usize,
+        life: u64,
+    },
     Grow,
     Churn,
 }
@@ -372,6 +377,7 @@ impl Sim {
             cpu_free: self.now,
             armed: None,
             exit_when_synced: false,
+            sync_pending: false,
         });
         i
     }
@@ -510,6 +516,7 @@ impl Sim {
         }
         let n = &mut self.nodes[i];
         n.online = false;
+        n.sync_pending = false;
         n.cores = None;
         n.life += 1;
         n.armed = None;
@@ -522,7 +529,9 @@ impl Sim {
     }
 
     /// Brings node `i` back (or up for the first time) now: fresh cores,
-    /// and a syncing node resumes from what it committed.
+    /// and a syncing node resumes from what it committed, its sync starting
+    /// (as the driver's) once `InitStreams` streams are active or after
+    /// `init_wait`.
     pub fn restart(&mut self, i: usize) -> Result<(), String> {
         if self.nodes[i].online {
             return Ok(());
@@ -530,10 +539,43 @@ impl Sim {
         self.nodes[i].stats.restarts += u32::from(self.nodes[i].life > 0);
         self.boot_node(i);
         if self.nodes[i].role == Role::Syncer {
-            self.start_sync(i)?;
+            // Time to sync counts from the node's first start.
+            let goal = self.source.head().map_or(0, |h| h.number);
+            let now = self.now;
+            let n = &mut self.nodes[i];
+            if n.stats.joined.is_none() {
+                n.stats.joined = Some(now);
+                n.stats.goal = goal;
+                if n.head() >= goal {
+                    n.stats.synced = Some(now);
+                }
+            }
+            // As the driver: the sync starts once `InitStreams` streams are
+            // active, or after `init_wait` with what there is.
+            n.sync_pending = true;
+            let at = self.now + self.cfg.sync.init_wait;
+            let life = self.nodes[i].life;
+            self.at(at, Ev::InitWait { node: i, life });
+            self.maybe_begin_sync(i);
         }
         self.after(i);
         Ok(())
+    }
+
+    /// Starts node `i`'s pending sync if it has `InitStreams` streams.
+    fn maybe_begin_sync(&mut self, i: usize) {
+        let active = self.nodes[i].cores.as_ref().map_or(0, |c| c.active.len());
+        if self.nodes[i].sync_pending && active >= self.cfg.sync.init_streams {
+            self.begin_sync(i);
+        }
+    }
+
+    /// Starts node `i`'s pending sync now.
+    fn begin_sync(&mut self, i: usize) {
+        self.nodes[i].sync_pending = false;
+        if let Err(e) = self.start_sync(i) {
+            tracing::warn!(node = i, error = %e, "simulated sync failed to start");
+        }
     }
 
     /// Starts node `i`'s stream and request managers and server.
@@ -590,16 +632,8 @@ impl Sim {
         let salt = self.rng.next_u64();
         let mut m =
             SyncMachine::new(self.cfg.sync.clone(), spec, start, self.now).with_tie_salt(salt);
-        let goal = self.source.head().map_or(0, |h| h.number);
         let now = self.now;
         let n = &mut self.nodes[i];
-        if n.stats.joined.is_none() {
-            n.stats.joined = Some(now);
-            n.stats.goal = goal;
-            if head.number >= goal {
-                n.stats.synced = Some(now);
-            }
-        }
         n.outcome = None;
         if let Some(c) = n.cores.as_mut() {
             let infos: Vec<StreamInfo> = c.active.values().cloned().collect();
@@ -834,6 +868,11 @@ impl Sim {
                 }
             }
             Ev::Crash { node } => self.crash(node),
+            Ev::InitWait { node, life } => {
+                if self.alive(node, life) && self.nodes[node].sync_pending {
+                    self.begin_sync(node);
+                }
+            }
             Ev::Grow => {
                 if let Some(g) = self.growth.as_mut() {
                     if let Some(b) = g.blocks.pop_front() {
@@ -1156,9 +1195,10 @@ impl Sim {
     }
 
     /// What node `j` answers to `GetPeers`: its own record, then those of
-    /// the peers it has active streams to (a byzantine node names only its
+    /// a random sample of the peers it has active streams to, as
+    /// `PeerBook::records_to_share` (a byzantine node names only its
     /// accomplices).
-    fn peer_records(&self, j: usize, max: usize) -> Vec<Bytes> {
+    fn peer_records(&mut self, j: usize, max: usize) -> Vec<Bytes> {
         let max = max.min(MAX_PEERS_PER_RESPONSE);
         let n = &self.nodes[j];
         let mut out = vec![n.record.clone()];
@@ -1170,12 +1210,17 @@ impl Sim {
                     .cloned(),
             );
         } else if let Some(c) = n.cores.as_ref() {
-            out.extend(
-                c.active
-                    .values()
-                    .filter_map(|i| self.by_peer.get(&i.peer_id))
-                    .map(|k| self.nodes[*k].record.clone()),
-            );
+            let mut peers: Vec<usize> = c
+                .active
+                .values()
+                .filter_map(|i| self.by_peer.get(&i.peer_id).copied())
+                .collect();
+            let want = max.saturating_sub(1).min(peers.len());
+            for k in 0..want {
+                let r = k + (self.rng.next_u64() % (peers.len() - k) as u64) as usize;
+                peers.swap(k, r);
+            }
+            out.extend(peers[..want].iter().map(|k| self.nodes[*k].record.clone()));
         }
         out.truncate(max);
         out
@@ -1198,9 +1243,14 @@ impl Sim {
                     self.close(i, stream, reason);
                 }
                 SmAction::Discover { count } => {
+                    // The boot list in a random order, as `StaticPeers` answers.
                     let me = self.nodes[i].peer_id;
-                    let found: Vec<PeerAddr> = self
-                        .boot
+                    let mut boot = self.boot.clone();
+                    for k in (1..boot.len()).rev() {
+                        let r = (self.rng.next_u64() % (k as u64 + 1)) as usize;
+                        boot.swap(k, r);
+                    }
+                    let found: Vec<PeerAddr> = boot
                         .iter()
                         .map(|b| PeerAddr {
                             peer: self.nodes[*b].peer_id,
@@ -1229,6 +1279,7 @@ impl Sim {
                     }
                     self.rm_actions(i, out);
                     self.ask_peers(i, id);
+                    self.maybe_begin_sync(i);
                 }
                 SmAction::Deactivated(id) => {
                     let mut out = Vec::new();

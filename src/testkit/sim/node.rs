@@ -130,6 +130,10 @@ pub struct SimNode {
     pub(super) armed: Option<Instant>,
     /// Whether its sync exits once synced.
     pub(super) exit_when_synced: bool,
+    /// Its sync waits for `InitStreams` active streams (at most
+    /// `init_wait`, as the driver does) and starts when this incarnation
+    /// has them.
+    pub(super) sync_pending: bool,
 }
 
 /// What a crash loses.
