@@ -10,7 +10,9 @@
 //! - the server: [`RateLimiter`] and [`crate::server::answer`] over the
 //!   node's [`ChainBackend`];
 //! - for syncing nodes, the [`SyncMachine`] committing into the node's own
-//!   [`MemChain`].
+//!   [`MemChain`], and staging (`UseMemDB = false`) into its own
+//!   [`Staging`]; both survive a crash, which [`Sim::crash_on`] can place
+//!   at a named point of the sync ([`CrashPoint`]).
 //!
 //! Links ([`link`]) have latency and jitter per connection, per-node
 //! bandwidth, loss (as TCP sees it: a retransmission delay) and
@@ -36,6 +38,7 @@ pub mod stats;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +49,7 @@ use rand_core::{RngCore, SeedableRng};
 
 pub use link::LinkConfig;
 pub use memo::{CpuModel, Memo};
-pub use node::{Byzantine, NodeStats, Role, SimNode};
+pub use node::{Byzantine, CrashPoint, Crashed, NodeLog, NodeStats, Role, SimNode, Staging};
 
 use self::link::Port;
 use self::node::{Cores, Owner};
@@ -54,7 +57,7 @@ use super::MemChain;
 use crate::byzantine::{Behaviour, ByzantineBackend};
 use crate::chain::backend::InsertBatch;
 use crate::chain::verify::CommitteeKeys;
-use crate::chain::{BlockWithSig, ChainBackend, Genesis};
+use crate::chain::{BlockWithSig, ChainBackend, Genesis, SealedBlock, StageId};
 use crate::config::{Config, Network};
 use crate::crypto::NodeIdentity;
 use crate::host::HostConfig;
@@ -65,7 +68,7 @@ use crate::stream::record::sign_record;
 use crate::stream::StreamManagerConfig;
 use crate::stream::{Action as SmAction, PeerAddr, RemovalReason, StreamManager};
 use crate::sync::machine::{BatchId, CommitError};
-use crate::sync::{Action, Start, SyncMachine, SyncSettings, Tip};
+use crate::sync::{Action, Restored, Start, SyncMachine, SyncSettings, Tip};
 use crate::wire::limits::{MAX_PEERS_PER_RESPONSE, SOFT_RESPONSE_BYTES};
 use crate::wire::{ErrorCode, Message, ProtocolId, Request, RequestId, Response};
 
@@ -378,6 +381,8 @@ impl Sim {
             armed: None,
             exit_when_synced: false,
             sync_pending: false,
+            staging: Staging::default(),
+            crash_point: None,
         });
         i
     }
@@ -522,6 +527,44 @@ impl Sim {
         n.armed = None;
     }
 
+    /// Arms node `i` to crash at the next `point` of its sync (see
+    /// [`CrashPoint`]); it then stays down until [`Sim::restart`]. The
+    /// crash is recorded in its `stats.crashes`.
+    pub fn crash_on(&mut self, i: usize, point: CrashPoint) {
+        self.nodes[i].crash_point = Some(point);
+    }
+
+    /// Starts (or starts afresh) a log of what node `i` asks, checks and
+    /// commits, number by number, in its `stats.log`.
+    pub fn log(&mut self, i: usize) {
+        self.nodes[i].stats.log = Some(NodeLog::default());
+    }
+
+    /// What node `i`'s stream manager shows now (`None` while it is down):
+    /// its pools, cooldowns and the removals it decided.
+    pub fn stream_status(&self, i: usize) -> Option<crate::stream::StreamStatus> {
+        self.nodes[i].stream_status(self.now)
+    }
+
+    /// If node `i` is armed to crash at `point`, crashes it there (with
+    /// `blocks` in hand) and says so.
+    fn crash_here(&mut self, i: usize, point: CrashPoint, blocks: RangeInclusive<u64>) -> bool {
+        if self.nodes[i].crash_point != Some(point) {
+            return false;
+        }
+        let n = &mut self.nodes[i];
+        n.crash_point = None;
+        let head = n.head();
+        n.stats.crashes.push(Crashed {
+            point,
+            at: self.now,
+            blocks,
+            head,
+        });
+        self.crash(i);
+        true
+    }
+
     /// Crashes node `i` after `delay` of virtual time.
     pub fn crash_at(&mut self, i: usize, delay: Duration) {
         let at = self.now + delay;
@@ -619,15 +662,26 @@ impl Sim {
                 }
             }
         }
+        let exit_when_synced = node.exit_when_synced;
+        // As the driver: staging persists unless `UseMemDB`; what a
+        // previous run staged above the head is restored, else dropped.
+        let persist = !self.cfg.sync.staged.use_mem_db;
+        let staging = &mut self.nodes[i].staging;
+        let restored = if persist {
+            restore(staging, head.number, self.cfg.sync.max_staged_bytes / 4)
+        } else {
+            staging.clear();
+            Restored::default()
+        };
         let start = Start {
             tip: Tip {
                 header,
                 hash: head.hash,
             },
             committees,
-            restored: Default::default(),
-            persist: false,
-            exit_when_synced: node.exit_when_synced,
+            restored,
+            persist,
+            exit_when_synced,
         };
         let salt = self.rng.next_u64();
         let mut m =
@@ -1328,6 +1382,7 @@ impl Sim {
                     id,
                     request,
                 } => {
+                    self.log_request(i, &request);
                     let bytes = Message::Request(id, request.clone()).encode().len();
                     self.send(stream, Msg::Req(id, request), bytes, Duration::ZERO);
                 }
@@ -1353,6 +1408,31 @@ impl Sim {
                     self.remove(i, stream, RemovalReason::ConnectionFailure);
                 }
             }
+        }
+    }
+
+    /// Notes `request`, sent by node `i`, in its log (if it keeps one).
+    fn log_request(&mut self, i: usize, request: &Request) {
+        let Some(log) = self.nodes[i].stats.log.as_mut() else {
+            return;
+        };
+        let count = |m: &mut BTreeMap<u64, u32>, n: u64| *m.entry(n).or_default() += 1;
+        match request {
+            Request::GetBlockNumber => log.heights_asked += 1,
+            Request::GetBlockHashes(ns) => ns.iter().for_each(|n| count(&mut log.hashes_asked, *n)),
+            Request::GetBlocksByNumber(ns) => {
+                ns.iter().for_each(|n| count(&mut log.blocks_asked, *n))
+            }
+            Request::GetBlocksByHashes(hs) => {
+                for h in hs {
+                    match self.source.number_by_hash(h).ok().flatten() {
+                        Some(n) => count(&mut log.blocks_asked, n),
+                        None => log.unknown_hashes_asked += 1,
+                    }
+                }
+            }
+            Request::GetEpochState(e) => count(&mut log.epochs_asked, *e),
+            Request::GetPeers(_) => {}
         }
     }
 
@@ -1480,6 +1560,12 @@ impl Sim {
                         .cpu
                         .cost(job.blocks.len(), check.sigs_checked.len());
                     let n = &mut self.nodes[i];
+                    n.stats.sigs_checked += check.sigs_checked.len() as u64;
+                    if let Some(log) = n.stats.log.as_mut() {
+                        for b in &check.sigs_checked {
+                            *log.sigs_checked.entry(*b).or_default() += 1;
+                        }
+                    }
                     n.cpu_free = n.cpu_free.max(now) + cost;
                     let at = n.cpu_free;
                     self.at(
@@ -1493,6 +1579,16 @@ impl Sim {
                     );
                 }
                 Action::Commit(job) => {
+                    let number = |b: Option<&SealedBlock>| b.map_or(0, SealedBlock::number);
+                    let batch = number(job.blocks.first())..=number(job.blocks.last());
+                    if self.crash_here(i, CrashPoint::BetweenVerifyAndCommit, batch.clone())
+                        || self.crash_here(i, CrashPoint::DuringMapGrowth, batch.clone())
+                    {
+                        break;
+                    }
+                    // The writer's commit: the blocks with their checkpoints
+                    // in one transaction, then (staging) their staged copy
+                    // dropped.
                     let result = match &self.nodes[i].store {
                         Some(store) => store
                             .insert_verified_batch(&InsertBatch {
@@ -1503,6 +1599,20 @@ impl Sim {
                             .map_err(|e| CommitError(e.to_string())),
                         None => Err(CommitError("node has no store".into())),
                     };
+                    if result.is_ok() {
+                        let n = &mut self.nodes[i];
+                        n.staging.set_progress(&job.progress);
+                        if let Some(log) = n.stats.log.as_mut() {
+                            log.committed
+                                .extend(job.blocks.iter().map(|b| (b.number(), b.hash)));
+                        }
+                        if self.crash_here(i, CrashPoint::AfterCommitBeforeUnstage, batch.clone()) {
+                            break;
+                        }
+                        if job.unstage {
+                            self.nodes[i].staging.remove(*batch.end(), false);
+                        }
+                    }
                     self.at(
                         now,
                         Ev::Committed {
@@ -1514,7 +1624,31 @@ impl Sim {
                     );
                 }
                 Action::Status(s) => self.nodes[i].status = Some(*s),
-                Action::Stage(_) | Action::Unstage { .. } | Action::Stat(_) => {}
+                Action::Stage(w) => {
+                    self.nodes[i].staging.write(&w);
+                    if w.progress.is_empty() {
+                        continue;
+                    }
+                    // The writer reports the checkpoints it persisted.
+                    if let Some(m) = self.sync_of(i) {
+                        m.handle_staged(&w.progress);
+                    }
+                    let numbers = w.hashes.iter().map(|(n, _)| *n);
+                    let numbers = numbers.chain(w.blocks.iter().map(|(n, _)| *n));
+                    let (lo, hi) =
+                        numbers.fold((u64::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)));
+                    let staged = lo..=hi;
+                    let advanced = |stage| w.progress.iter().any(|(s, _)| *s == stage);
+                    if (advanced(StageId::BlockHashes)
+                        && self.crash_here(i, CrashPoint::AfterStagingHashes, staged.clone()))
+                        || (advanced(StageId::BlockBodies)
+                            && self.crash_here(i, CrashPoint::AfterStagingBodies, staged))
+                    {
+                        break;
+                    }
+                }
+                Action::Unstage { number } => self.nodes[i].staging.remove(number, true),
+                Action::Stat(_) => {}
             }
         }
         let outcome = self.nodes[i]
@@ -1539,4 +1673,29 @@ fn dial_failure_label(reason: &CloseReason) -> &'static str {
         CloseReason::PeerIdMismatch { .. } => "peer_id_mismatch",
         _ => "other",
     }
+}
+
+/// What a previous run of a node staged above `head` (at most `max_bytes`
+/// of blocks), read as the driver reads LMDB's staging: nothing if
+/// BlockHashes' checkpoint is not above the head (then the staging is
+/// dropped), else the staged hashes up to it and the blocks up to
+/// BlockBodies' checkpoint, as far as they decode in order.
+fn restore(s: &mut Staging, head: u64, max_bytes: usize) -> Restored {
+    let hashes_to = s.progress(StageId::BlockHashes);
+    let bodies_to = s.progress(StageId::BlockBodies);
+    let mut r = Restored::default();
+    if hashes_to <= head {
+        s.clear();
+        return r;
+    }
+    r.hashes = s.hashes(head + 1..=hashes_to);
+    if bodies_to > head {
+        for (n, raw) in s.blocks(head + 1..=bodies_to, max_bytes) {
+            match SealedBlock::from_raw(&raw) {
+                Ok(b) if b.number() == n => r.blocks.push(b),
+                _ => break,
+            }
+        }
+    }
+    r
 }

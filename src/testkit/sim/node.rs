@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,11 +11,13 @@ use alloy_rlp::Bytes;
 use libp2p_identity::PeerId;
 
 use crate::byzantine::Behaviour;
-use crate::chain::ChainBackend;
+use crate::chain::{ChainBackend, StageId};
+use crate::crypto::B256;
 use crate::net::{StreamId, StreamInfo};
 use crate::request::{RequestManager, Ticket};
 use crate::server::RateLimiter;
-use crate::stream::{RemovalReason, StreamManager};
+use crate::store::StageWrite;
+use crate::stream::{RemovalReason, StreamManager, StreamStatus};
 use crate::sync::machine::ReqId;
 use crate::sync::{SyncMachine, SyncOutcome, SyncStatus};
 use crate::testkit::MemChain;
@@ -91,6 +94,175 @@ pub struct NodeStats {
     pub removed: BTreeMap<usize, RemovalReason>,
     /// Restarts so far.
     pub restarts: u32,
+    /// Commit signatures its sync handed to the pairing check (counted
+    /// from the checks' results, not from the settings).
+    pub sigs_checked: u64,
+    /// Crashes at a named point ([`CrashPoint`]), as they happened.
+    pub crashes: Vec<Crashed>,
+    /// What it asked and committed, number by number, once
+    /// [`Sim::log`](super::Sim::log) started a log (`None` before: a large
+    /// simulation keeps no per-block record).
+    pub log: Option<NodeLog>,
+}
+
+/// What one node asked its peers, checked and committed, number by number
+/// (see [`Sim::log`](super::Sim::log)): what really went over its links
+/// and into its store, for tests to count.
+#[derive(Clone, Debug, Default)]
+pub struct NodeLog {
+    /// Times each block number's hash was asked (`GetBlockHashes` sent).
+    pub hashes_asked: BTreeMap<u64, u32>,
+    /// Times each block was asked (`GetBlocksByNumber`, or
+    /// `GetBlocksByHashes` of a hash the honest chain has at that number).
+    pub blocks_asked: BTreeMap<u64, u32>,
+    /// Hashes asked (`GetBlocksByHashes`) that no honest block has.
+    pub unknown_hashes_asked: u64,
+    /// Times each epoch's state was asked (`GetEpochState`).
+    pub epochs_asked: BTreeMap<u64, u32>,
+    /// Heights asked (`GetBlockNumber`).
+    pub heights_asked: u64,
+    /// Times each block's commit signature was handed to the pairing check
+    /// by its sync's verification jobs.
+    pub sigs_checked: BTreeMap<u64, u32>,
+    /// Every block committed to its store, in order, with its hash.
+    pub committed: Vec<(u64, B256)>,
+}
+
+impl NodeLog {
+    /// Numbers in `range` whose hash was asked.
+    pub fn hashes_asked_in(&self, range: RangeInclusive<u64>) -> usize {
+        self.hashes_asked.range(range).count()
+    }
+
+    /// Numbers in `range` whose block was asked.
+    pub fn blocks_asked_in(&self, range: RangeInclusive<u64>) -> usize {
+        self.blocks_asked.range(range).count()
+    }
+}
+
+/// A point in a syncing node's work at which
+/// [`Sim::crash_on`](super::Sim::crash_on) kills it, named as redb names
+/// its crash tests.
+/// The simulator carries out a node's writes in the order its sync emits
+/// them, each landing whole (as an LMDB transaction does), so "after" a
+/// write means it is on disk and "before" means none of it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CrashPoint {
+    /// Right after a staging write that advanced BlockHashes' checkpoint
+    /// (`UseMemDB = false`) landed.
+    AfterStagingHashes,
+    /// Right after a staging write that advanced BlockBodies' checkpoint
+    /// (`UseMemDB = false`) landed.
+    AfterStagingBodies,
+    /// A batch is verified and its commit emitted; the insert has not run.
+    BetweenVerifyAndCommit,
+    /// Inside a commit's insert, while LMDB grows its map (it does so when
+    /// a commit finds the map full, then retries the transaction). The
+    /// transaction is not committed, so nothing of the batch is stored and
+    /// its checkpoints stay as they were. The simulator's store
+    /// ([`MemChain`]) has no map: it models this as the insert not landing,
+    /// atomically, with the node dead before it could report the commit.
+    DuringMapGrowth,
+    /// A commit landed (blocks and checkpoints); the staged copy of its
+    /// blocks (`UseMemDB = false`) is not dropped yet.
+    AfterCommitBeforeUnstage,
+}
+
+/// A crash at a named point, as it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crashed {
+    /// Where.
+    pub point: CrashPoint,
+    /// When (virtual).
+    pub at: Instant,
+    /// The block numbers in hand: the batch being committed (commit
+    /// points), or the numbers the staging write held (staging points).
+    pub blocks: RangeInclusive<u64>,
+    /// The committed head at the crash.
+    pub head: u64,
+}
+
+/// A syncing node's staging tables, the sim's `LmdbStaging`: hashes and
+/// blocks downloaded and not committed (`UseMemDB = false`), and the
+/// BlockHashes and BlockBodies checkpoints. Like the node's [`MemChain`],
+/// it survives a crash: each write lands whole when the sync emits it, and
+/// a crash loses only the writes not made yet.
+#[derive(Clone, Debug, Default)]
+pub struct Staging {
+    hashes: BTreeMap<u64, B256>,
+    blocks: BTreeMap<u64, Arc<[u8]>>,
+    /// Stage checkpoints, written by staging writes and by commits alike
+    /// (one table in the LMDB store: the last write wins).
+    progress: BTreeMap<StageId, u64>,
+}
+
+impl Staging {
+    /// Writes `w` (one transaction).
+    pub(super) fn write(&mut self, w: &StageWrite) {
+        self.hashes.extend(w.hashes.iter().copied());
+        self.blocks
+            .extend(w.blocks.iter().map(|(n, raw)| (*n, raw.clone())));
+        self.set_progress(&w.progress);
+    }
+
+    /// Sets checkpoints (a staging write's, or a commit's in its
+    /// transaction).
+    pub(super) fn set_progress(&mut self, progress: &[(StageId, u64)]) {
+        self.progress.extend(progress.iter().copied());
+    }
+
+    /// Drops what is staged at or below `number` (committed), or, with
+    /// `above`, everything above it (it may descend from a bad block).
+    pub(super) fn remove(&mut self, number: u64, above: bool) {
+        if above {
+            let from = number.saturating_add(1);
+            drop(self.hashes.split_off(&from));
+            drop(self.blocks.split_off(&from));
+        } else {
+            let from = number.saturating_add(1);
+            self.hashes = self.hashes.split_off(&from);
+            self.blocks = self.blocks.split_off(&from);
+        }
+    }
+
+    /// Drops every staged hash and block (not the checkpoints).
+    pub(super) fn clear(&mut self) {
+        self.hashes.clear();
+        self.blocks.clear();
+    }
+
+    /// A stage's checkpoint (0 if never written).
+    pub fn progress(&self, stage: StageId) -> u64 {
+        self.progress.get(&stage).copied().unwrap_or(0)
+    }
+
+    /// Staged hashes of `range`, ascending.
+    pub fn hashes(&self, range: RangeInclusive<u64>) -> Vec<(u64, B256)> {
+        self.hashes.range(range).map(|(n, h)| (*n, *h)).collect()
+    }
+
+    /// Staged raw blocks of `range`, ascending, at most `max_bytes` in all.
+    pub fn blocks(&self, range: RangeInclusive<u64>, max_bytes: usize) -> Vec<(u64, Arc<[u8]>)> {
+        let mut bytes = 0usize;
+        self.blocks
+            .range(range)
+            .take_while(|(_, raw)| {
+                bytes += raw.len();
+                bytes <= max_bytes
+            })
+            .map(|(n, raw)| (*n, raw.clone()))
+            .collect()
+    }
+
+    /// How many hashes are staged.
+    pub fn hash_count(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// How many blocks are staged.
+    pub fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
 }
 
 /// Who asked a request the request manager carries.
@@ -134,6 +306,10 @@ pub struct SimNode {
     /// `init_wait`, as the driver does) and starts when this incarnation
     /// has them.
     pub(super) sync_pending: bool,
+    /// Its staging tables (syncers; survive a crash like `store`).
+    pub(super) staging: Staging,
+    /// Where it is to crash next, if armed ([`Sim::crash_on`](super::Sim::crash_on)).
+    pub(super) crash_point: Option<CrashPoint>,
 }
 
 /// What a crash loses.
@@ -170,5 +346,16 @@ impl SimNode {
     /// Whether it is running a sync.
     pub fn syncing(&self) -> bool {
         self.cores.as_ref().is_some_and(|c| c.sync.is_some())
+    }
+
+    /// Its staging tables (empty unless it syncs with `UseMemDB = false`).
+    pub fn staging(&self) -> &Staging {
+        &self.staging
+    }
+
+    /// What its stream manager shows now (`None` while down): its pools,
+    /// cooldowns and the removals it decided.
+    pub fn stream_status(&self, now: Instant) -> Option<StreamStatus> {
+        self.cores.as_ref().map(|c| c.sm.status(now))
     }
 }
