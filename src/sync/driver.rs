@@ -12,7 +12,7 @@
 //! checkpoints and what is staged (`UseMemDB = false`) so the machine
 //! resumes where the last run stopped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,14 +23,15 @@ use parking_lot::RwLock;
 use rand_core::RngCore;
 
 use super::finish::Stat;
-use super::machine::{Action, BatchId, CommitError, ReqId, Restored, Start, SyncMachine, Tip};
+use super::machine::{Action, BatchId, CommitError, ReqId, Restored, Start, SyncMachine};
+use super::resume;
 use super::settings::SyncSettings;
 use super::status::SyncStatus;
 use super::writer::{self, WriterJob};
 use super::{StageError, SyncOutcome};
 use crate::chain::audit::audit_chain;
-use crate::chain::verify::{CommitteeKeys, SegmentCheck};
-use crate::chain::{BackendError, ChainBackend, SealedBlock, StageId};
+use crate::chain::verify::SegmentCheck;
+use crate::chain::{ChainBackend, StageId};
 use crate::host::{HostHandle, RequestResult};
 use crate::metrics::names;
 use crate::request::RequestOptions;
@@ -281,23 +282,11 @@ impl SyncThread {
 
     /// Builds the machine at the head, with what is staged.
     fn machine(&self, exit_when_synced: bool) -> Result<SyncMachine, StageError> {
-        let head = self.backend.head()?;
-        let header = self.backend.header_by_number(head.number)?.ok_or_else(|| {
-            StageError::Local(BackendError::Storage("head header missing".into()))
-        })?;
+        let (tip, committees) = resume::tip_and_committees(&*self.backend)?;
         let spec = self.backend.chain_spec().clone();
-        let mut committees = HashMap::new();
-        let e = spec.epoch_of(head.number);
-        for epoch in e..=e + 1 {
-            if let Some(c) = self.backend.committee(epoch)? {
-                if let Ok(k) = CommitteeKeys::new(epoch, &c, 0) {
-                    committees.insert(epoch, Arc::new(k));
-                }
-            }
-        }
         let persist = self.staging.is_some() && !self.settings.staged.use_mem_db;
         let restored = match (&self.staging, persist) {
-            (Some(s), true) => self.restore(s, head.number)?,
+            (Some(s), true) => self.restore(s, tip.header.number)?,
             (Some(s), false) => {
                 let _ = s.clear();
                 Restored::default()
@@ -308,10 +297,7 @@ impl SyncThread {
             self.settings.clone(),
             spec,
             Start {
-                tip: Tip {
-                    header,
-                    hash: head.hash,
-                },
+                tip,
                 committees,
                 restored,
                 persist,
@@ -322,27 +308,23 @@ impl SyncThread {
         .with_tie_salt(rand_core::OsRng.next_u64()))
     }
 
-    /// Reads what a previous run staged up to its checkpoints.
+    /// Reads what a previous run staged up to its checkpoints (dropping a
+    /// stale staging).
     fn restore(&self, s: &LmdbStaging, head: u64) -> Result<Restored, StageError> {
         let local = |e: crate::store::StoreError| StageError::Local(e.into());
-        let hashes_to = self.backend.stage_progress(StageId::BlockHashes)?;
-        let bodies_to = self.backend.stage_progress(StageId::BlockBodies)?;
-        let mut r = Restored::default();
-        if hashes_to <= head {
+        let max = self.settings.max_staged_bytes / 4;
+        let r = resume::restore(
+            head,
+            self.backend.stage_progress(StageId::BlockHashes)?,
+            self.backend.stage_progress(StageId::BlockBodies)?,
+            |from, to| s.hashes(from, to),
+            |from, to| s.blocks(from, to, max),
+        )
+        .map_err(local)?;
+        Ok(r.unwrap_or_else(|| {
             let _ = s.clear();
-            return Ok(r);
-        }
-        r.hashes = s.hashes(head + 1, hashes_to).map_err(local)?;
-        if bodies_to > head {
-            let max = self.settings.max_staged_bytes / 4;
-            for (n, raw) in s.blocks(head + 1, bodies_to, max).map_err(local)? {
-                match SealedBlock::from_raw(&raw) {
-                    Ok(b) if b.number() == n => r.blocks.push(b),
-                    _ => break,
-                }
-            }
-        }
-        Ok(r)
+            Restored::default()
+        }))
     }
 
     /// Audits the node's own chain and unwinds it to its last verified

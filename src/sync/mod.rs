@@ -16,6 +16,8 @@
 //!   bandwidth-delay product; streams ranked by delivered bytes/s.
 //! - [`blame`]: who pays for what, in one place; [`claims`]: hash claims
 //!   waiting for proof.
+//! - [`resume`]: where a (re)started sync begins (tip, committees, what
+//!   is staged), shared by the driver and the simulator.
 //! - Threads: [`driver`] (the `sync` thread, a thin adapter), [`writer`]
 //!   (`sync-writer`, the one LMDB writer), and rayon for verification.
 //!
@@ -38,6 +40,7 @@ pub mod error;
 pub mod finish;
 pub mod heads;
 pub mod machine;
+pub mod resume;
 pub mod settings;
 pub mod short_range;
 pub mod states;

@@ -56,7 +56,6 @@ use self::node::{Cores, Owner};
 use super::MemChain;
 use crate::byzantine::{Behaviour, ByzantineBackend};
 use crate::chain::backend::InsertBatch;
-use crate::chain::verify::CommitteeKeys;
 use crate::chain::{BlockWithSig, ChainBackend, Genesis, SealedBlock, StageId};
 use crate::config::{Config, Network};
 use crate::crypto::NodeIdentity;
@@ -68,7 +67,8 @@ use crate::stream::record::sign_record;
 use crate::stream::StreamManagerConfig;
 use crate::stream::{Action as SmAction, PeerAddr, RemovalReason, StreamManager};
 use crate::sync::machine::{BatchId, CommitError};
-use crate::sync::{Action, Restored, Start, SyncMachine, SyncSettings, Tip};
+use crate::sync::resume;
+use crate::sync::{Action, Restored, Start, SyncMachine, SyncSettings};
 use crate::wire::limits::{MAX_PEERS_PER_RESPONSE, SOFT_RESPONSE_BYTES};
 use crate::wire::{ErrorCode, Message, ProtocolId, Request, RequestId, Response};
 
@@ -643,45 +643,40 @@ impl Sim {
         self.after(i);
     }
 
-    /// Starts (or restarts) node `i`'s sync from what it has committed.
+    /// Starts (or restarts) node `i`'s sync from what it has committed,
+    /// as the driver does (`sync::resume`).
     fn start_sync(&mut self, i: usize) -> Result<(), String> {
-        let node = &self.nodes[i];
-        let chain = node.backend.clone();
-        let head = chain.head().map_err(|e| e.to_string())?;
-        let header = chain
-            .header_by_number(head.number)
-            .map_err(|e| e.to_string())?
-            .ok_or("head header missing")?;
+        let chain = self.nodes[i].backend.clone();
+        let (tip, committees) = resume::tip_and_committees(&*chain).map_err(|e| e.to_string())?;
         let spec = chain.chain_spec().clone();
-        let mut committees = HashMap::new();
-        let e = spec.epoch_of(head.number);
-        for epoch in e..=e + 1 {
-            if let Some(c) = chain.committee(epoch).map_err(|e| e.to_string())? {
-                if let Ok(k) = CommitteeKeys::new(epoch, &c, 0) {
-                    committees.insert(epoch, Arc::new(k));
-                }
-            }
-        }
-        let exit_when_synced = node.exit_when_synced;
         // As the driver: staging persists unless `UseMemDB`; what a
         // previous run staged above the head is restored, else dropped.
         let persist = !self.cfg.sync.staged.use_mem_db;
+        let max = self.cfg.sync.max_staged_bytes / 4;
         let staging = &mut self.nodes[i].staging;
         let restored = if persist {
-            restore(staging, head.number, self.cfg.sync.max_staged_bytes / 4)
+            let r = resume::restore::<std::convert::Infallible, _>(
+                tip.header.number,
+                staging.progress(StageId::BlockHashes),
+                staging.progress(StageId::BlockBodies),
+                |from, to| Ok(staging.hashes(from..=to)),
+                |from, to| Ok(staging.blocks(from..=to, max)),
+            )
+            .unwrap_or_else(|e| match e {});
+            r.unwrap_or_else(|| {
+                staging.clear();
+                Restored::default()
+            })
         } else {
             staging.clear();
             Restored::default()
         };
         let start = Start {
-            tip: Tip {
-                header,
-                hash: head.hash,
-            },
+            tip,
             committees,
             restored,
             persist,
-            exit_when_synced,
+            exit_when_synced: self.nodes[i].exit_when_synced,
         };
         let salt = self.rng.next_u64();
         let mut m =
@@ -1673,29 +1668,4 @@ fn dial_failure_label(reason: &CloseReason) -> &'static str {
         CloseReason::PeerIdMismatch { .. } => "peer_id_mismatch",
         _ => "other",
     }
-}
-
-/// What a previous run of a node staged above `head` (at most `max_bytes`
-/// of blocks), read as the driver reads LMDB's staging: nothing if
-/// BlockHashes' checkpoint is not above the head (then the staging is
-/// dropped), else the staged hashes up to it and the blocks up to
-/// BlockBodies' checkpoint, as far as they decode in order.
-fn restore(s: &mut Staging, head: u64, max_bytes: usize) -> Restored {
-    let hashes_to = s.progress(StageId::BlockHashes);
-    let bodies_to = s.progress(StageId::BlockBodies);
-    let mut r = Restored::default();
-    if hashes_to <= head {
-        s.clear();
-        return r;
-    }
-    r.hashes = s.hashes(head + 1..=hashes_to);
-    if bodies_to > head {
-        for (n, raw) in s.blocks(head + 1..=bodies_to, max_bytes) {
-            match SealedBlock::from_raw(&raw) {
-                Ok(b) if b.number() == n => r.blocks.push(b),
-                _ => break,
-            }
-        }
-    }
-    r
 }
