@@ -15,6 +15,21 @@ pub fn differing_steps(a: &[String], b: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Runs `run` twice from the same instant and asserts the two logs are
+/// the same, step for step (a core's decisions are functions of its
+/// inputs only).
+pub fn assert_same_runs(run: impl Fn(std::time::Instant) -> Vec<String>) {
+    let t0 = std::time::Instant::now();
+    let (a, b) = (run(t0), run(t0));
+    let differ = differing_steps(&a, &b);
+    assert!(
+        differ.is_empty(),
+        "of {} steps, the first that differ: {differ:?}",
+        a.len()
+    );
+    assert_eq!(a.len(), b.len());
+}
+
 /// The series of `text` (a Prometheus exposition) whose value is not
 /// zero, bucket lines left out.
 pub fn nonzero(text: &str) -> BTreeMap<String, String> {

@@ -642,10 +642,5 @@ fn scripted_run(t0: Instant) -> Vec<String> {
 /// hash map's per-instance random order.
 #[test]
 fn the_same_inputs_give_the_same_actions() {
-    let t0 = Instant::now();
-    let a = scripted_run(t0);
-    let b = scripted_run(t0);
-    assert_eq!(a.len(), b.len());
-    let differ = crate::test_util::differing_steps(&a, &b);
-    assert!(differ.is_empty(), "steps that differ: {differ:?}");
+    crate::test_util::assert_same_runs(scripted_run);
 }

@@ -718,14 +718,5 @@ fn scripted_sync(t0: Instant) -> Vec<String> {
 /// never of a hash map's per-instance random order.
 #[test]
 fn the_same_inputs_give_the_same_actions() {
-    let t0 = Instant::now();
-    let a = scripted_sync(t0);
-    let b = scripted_sync(t0);
-    let differ = crate::test_util::differing_steps(&a, &b);
-    assert!(
-        differ.is_empty(),
-        "of {} actions, the first that differ: {differ:?}",
-        a.len()
-    );
-    assert_eq!(a.len(), b.len());
+    crate::test_util::assert_same_runs(scripted_sync);
 }
