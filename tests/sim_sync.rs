@@ -301,6 +301,36 @@ fn a_serving_peer_killed_mid_sync_does_not_stop_the_sync() {
 
 // ---- crash windows ----
 
+/// A 1,500-block network (epochs of 100) of two servers and one syncer
+/// from `seed`, `tune`d; the syncer is armed to crash at `point` once its
+/// head reaches `from`. Returns the network and the syncer.
+fn armed(
+    seed: u64,
+    tune: impl FnOnce(&mut SimConfig),
+    from: u64,
+    point: CrashPoint,
+) -> (Sim, usize) {
+    let (mut sim, _) = network(seed, 100, 1500, 0, tune);
+    let servers: Vec<usize> = (0..2).map(|_| sim.add_server()).collect();
+    sim.set_boot(&servers);
+    let j = sim.add_syncer(Duration::ZERO, true).expect("syncer");
+    if from > 0 {
+        assert!(sim.run_until(LIMIT, |s| s.nodes()[j].head() >= from));
+    }
+    sim.crash_on(j, point);
+    (sim, j)
+}
+
+/// Restarts the crashed node `j` with its log on, syncs it to the end,
+/// checks it holds the source's head, and returns its log.
+fn restarted_to_the_source_head(sim: &mut Sim, j: usize) -> &NodeLog {
+    sim.log(j);
+    sim.restart(j).expect("restart");
+    sync_to_the_end(sim, j);
+    assert_at_the_source_head(sim, j);
+    log(sim, j)
+}
+
 /// Runs until node `j` has crashed at the point it was armed for.
 fn crashed(sim: &mut Sim, j: usize) -> streamsync::testkit::sim::Crashed {
     let n = sim.nodes()[j].stats.crashes.len();
@@ -315,11 +345,7 @@ fn crashed(sim: &mut Sim, j: usize) -> streamsync::testkit::sim::Crashed {
 /// them again, and reaches the source's head.
 #[test]
 fn killed_after_staging_hashes_resumes_without_refetching_them() {
-    let (mut sim, _) = network(41, 100, 1500, 0, staged_on_disk);
-    let servers: Vec<usize> = (0..2).map(|_| sim.add_server()).collect();
-    sim.set_boot(&servers);
-    let j = sim.add_syncer(Duration::ZERO, true).expect("syncer");
-    sim.crash_on(j, CrashPoint::AfterStagingHashes);
+    let (mut sim, j) = armed(41, staged_on_disk, 0, CrashPoint::AfterStagingHashes);
     crashed(&mut sim, j);
     let head = sim.nodes()[j].head();
     let staging = sim.nodes()[j].staging();
@@ -330,11 +356,7 @@ fn killed_after_staging_hashes_resumes_without_refetching_them() {
         hashed_to - head,
         "every hash up to the checkpoint is on disk"
     );
-    sim.log(j);
-    sim.restart(j).expect("restart");
-    sync_to_the_end(&mut sim, j);
-    assert_at_the_source_head(&sim, j);
-    let l = log(&sim, j);
+    let l = restarted_to_the_source_head(&mut sim, j);
     assert_eq!(
         l.hashes_asked_in(head + 1..=hashed_to),
         0,
@@ -357,24 +379,16 @@ fn killed_after_staging_hashes_resumes_without_refetching_them() {
 fn killed_after_staging_blocks_resumes_without_redownloading_committed_or_staged_blocks() {
     // 2 Mbit/s: blocks arrive slower than they verify, so some are
     // staged above the head when the node dies.
-    let (mut sim, _) = network(42, 100, 1500, 0, |c| {
+    let slow_links = |c: &mut SimConfig| {
         staged_on_disk(c);
         c.link.bandwidth_bps = 2_000_000;
-    });
-    let servers: Vec<usize> = (0..2).map(|_| sim.add_server()).collect();
-    sim.set_boot(&servers);
-    let j = sim.add_syncer(Duration::ZERO, true).expect("syncer");
-    assert!(sim.run_until(LIMIT, |s| s.nodes()[j].head() >= 300));
-    sim.crash_on(j, CrashPoint::AfterStagingBodies);
+    };
+    let (mut sim, j) = armed(42, slow_links, 300, CrashPoint::AfterStagingBodies);
     crashed(&mut sim, j);
     let head = sim.nodes()[j].head();
     let bodies_to = sim.nodes()[j].staging().progress(StageId::BlockBodies);
     assert!(bodies_to > head, "no block staged above the head {head}");
-    sim.log(j);
-    sim.restart(j).expect("restart");
-    sync_to_the_end(&mut sim, j);
-    assert_at_the_source_head(&sim, j);
-    let l = log(&sim, j);
+    let l = restarted_to_the_source_head(&mut sim, j);
     assert_eq!(
         l.blocks_asked_in(0..=bodies_to),
         0,
@@ -395,12 +409,7 @@ fn killed_after_staging_blocks_resumes_without_redownloading_committed_or_staged
 /// the network, and commits them again.
 #[test]
 fn killed_between_a_batchs_verification_and_its_commit_stores_nothing_of_it() {
-    let (mut sim, _) = network(43, 100, 1500, 0, staged_on_disk);
-    let servers: Vec<usize> = (0..2).map(|_| sim.add_server()).collect();
-    sim.set_boot(&servers);
-    let j = sim.add_syncer(Duration::ZERO, true).expect("syncer");
-    assert!(sim.run_until(LIMIT, |s| s.nodes()[j].head() >= 300));
-    sim.crash_on(j, CrashPoint::BetweenVerifyAndCommit);
+    let (mut sim, j) = armed(43, staged_on_disk, 300, CrashPoint::BetweenVerifyAndCommit);
     let c = crashed(&mut sim, j);
     let batch = c.blocks.clone();
     assert_eq!(c.head + 1, *batch.start(), "the batch extends the head");
@@ -411,11 +420,7 @@ fn killed_between_a_batchs_verification_and_its_commit_stores_nothing_of_it() {
     );
     let backend = &sim.nodes()[j].backend;
     assert_eq!(backend.hash_by_number(*batch.start()).expect("read"), None);
-    sim.log(j);
-    sim.restart(j).expect("restart");
-    sync_to_the_end(&mut sim, j);
-    assert_at_the_source_head(&sim, j);
-    let l = log(&sim, j);
+    let l = restarted_to_the_source_head(&mut sim, j);
     assert_eq!(
         l.blocks_asked_in(batch.clone()),
         0,
@@ -436,12 +441,7 @@ fn killed_between_a_batchs_verification_and_its_commit_stores_nothing_of_it() {
 /// commits it.
 #[test]
 fn killed_during_map_growth_stores_nothing_of_the_batch_and_fetches_it_again() {
-    let (mut sim, _) = network(44, 100, 1500, 0, |_| {});
-    let servers: Vec<usize> = (0..2).map(|_| sim.add_server()).collect();
-    sim.set_boot(&servers);
-    let j = sim.add_syncer(Duration::ZERO, true).expect("syncer");
-    assert!(sim.run_until(LIMIT, |s| s.nodes()[j].head() >= 300));
-    sim.crash_on(j, CrashPoint::DuringMapGrowth);
+    let (mut sim, j) = armed(44, |_| {}, 300, CrashPoint::DuringMapGrowth);
     let c = crashed(&mut sim, j);
     let batch = c.blocks.clone();
     assert_eq!(
@@ -450,11 +450,7 @@ fn killed_during_map_growth_stores_nothing_of_the_batch_and_fetches_it_again() {
         "part of the batch was stored"
     );
     assert_eq!(c.head + 1, *batch.start());
-    sim.log(j);
-    sim.restart(j).expect("restart");
-    sync_to_the_end(&mut sim, j);
-    assert_at_the_source_head(&sim, j);
-    let l = log(&sim, j);
+    let l = restarted_to_the_source_head(&mut sim, j);
     assert_eq!(
         l.blocks_asked_in(batch.clone()),
         batch.clone().count(),
@@ -474,12 +470,12 @@ fn killed_during_map_growth_stores_nothing_of_the_batch_and_fetches_it_again() {
 /// next commit drops them.
 #[test]
 fn killed_after_a_commit_before_its_staged_copy_is_dropped_ignores_the_stale_copy() {
-    let (mut sim, _) = network(45, 100, 1500, 0, staged_on_disk);
-    let servers: Vec<usize> = (0..2).map(|_| sim.add_server()).collect();
-    sim.set_boot(&servers);
-    let j = sim.add_syncer(Duration::ZERO, true).expect("syncer");
-    assert!(sim.run_until(LIMIT, |s| s.nodes()[j].head() >= 300));
-    sim.crash_on(j, CrashPoint::AfterCommitBeforeUnstage);
+    let (mut sim, j) = armed(
+        45,
+        staged_on_disk,
+        300,
+        CrashPoint::AfterCommitBeforeUnstage,
+    );
     let c = crashed(&mut sim, j);
     let batch = c.blocks.clone();
     let head = sim.nodes()[j].head();
@@ -493,11 +489,7 @@ fn killed_after_a_commit_before_its_staged_copy_is_dropped_ignores_the_stale_cop
         batch.clone().count(),
         "the staged copy is still there"
     );
-    sim.log(j);
-    sim.restart(j).expect("restart");
-    sync_to_the_end(&mut sim, j);
-    assert_at_the_source_head(&sim, j);
-    let l = log(&sim, j);
+    let l = restarted_to_the_source_head(&mut sim, j);
     assert_eq!(
         l.blocks_asked_in(0..=head),
         0,
