@@ -59,14 +59,9 @@ pub struct StaticPeers(pub Vec<PeerAddr>);
 
 impl DiscoverySource for StaticPeers {
     fn discover(&mut self, count: usize) -> Vec<PeerAddr> {
-        use rand_core::RngCore;
         let mut v = self.0.clone();
-        for k in (1..v.len()).rev() {
-            let r = (rand_core::OsRng.next_u64() % (k as u64 + 1)) as usize;
-            v.swap(k, r);
-        }
-        v.truncate(count);
-        v
+        crate::stream::sample::random_prefix(&mut v, count, &mut crate::stream::sample::os_seeded())
+            .to_vec()
     }
 }
 

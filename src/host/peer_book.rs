@@ -9,6 +9,7 @@ use libp2p_identity::PeerId;
 
 use crate::crypto::NodeIdentity;
 use crate::stream::record::{sign_record, PeerRecord, RecordCache};
+use crate::stream::sample::{os_seeded, random_prefix};
 use crate::wire::ProtocolId;
 
 /// Records for peer exchange.
@@ -50,22 +51,17 @@ impl PeerBook {
     /// every newcomer, making them the network's busiest servers (seen in
     /// the simulator).
     pub fn records_to_share(&self, max: usize) -> Vec<Bytes> {
-        use rand_core::RngCore;
         let mut known: Vec<&Bytes> = self
             .connected
             .iter()
             .filter_map(|p| self.cache.get(p))
             .map(|r| &r.envelope)
             .collect();
-        let own = usize::from(self.own.is_some());
-        let want = max.saturating_sub(own).min(known.len());
-        for k in 0..want {
-            let r = k + (rand_core::OsRng.next_u64() % (known.len() - k) as u64) as usize;
-            known.swap(k, r);
-        }
+        let want = max.saturating_sub(usize::from(self.own.is_some()));
+        let chosen = random_prefix(&mut known, want, &mut os_seeded());
         self.own
             .iter()
-            .chain(known.into_iter().take(want))
+            .chain(chosen.iter().copied())
             .take(max)
             .cloned()
             .collect()

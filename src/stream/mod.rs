@@ -2,7 +2,8 @@
 //! Manager"): which peers a node keeps streams to.
 //!
 //! - [`cooldown`]: per-peer failure counts and cooldowns;
-//! - [`manager`]: the sans-IO pool/cap/discovery state machine.
+//! - [`manager`]: the sans-IO pool/cap/discovery state machine;
+//! - [`sample`]: uniform random choice among peers.
 //!
 //! Runs on the `streams` thread; it owns its pools and decides, the network
 //! thread carries out dials and closes.
@@ -10,6 +11,7 @@
 pub mod cooldown;
 pub mod manager;
 pub mod record;
+pub mod sample;
 
 pub use cooldown::{CooldownConfig, Cooldowns};
 #[cfg(test)]

@@ -64,6 +64,7 @@ use crate::net::{CloseReason, StreamId, StreamInfo};
 use crate::request::{Priority, RequestError, RequestManager, RequestOptions, RmAction, RmConfig};
 use crate::server::{Decision, RateLimiter, RateLimits};
 use crate::stream::record::sign_record;
+use crate::stream::sample::random_prefix;
 use crate::stream::StreamManagerConfig;
 use crate::stream::{Action as SmAction, PeerAddr, RemovalReason, StreamManager};
 use crate::sync::machine::{BatchId, CommitError};
@@ -1264,12 +1265,8 @@ impl Sim {
                 .values()
                 .filter_map(|i| self.by_peer.get(&i.peer_id).copied())
                 .collect();
-            let want = max.saturating_sub(1).min(peers.len());
-            for k in 0..want {
-                let r = k + (self.rng.next_u64() % (peers.len() - k) as u64) as usize;
-                peers.swap(k, r);
-            }
-            out.extend(peers[..want].iter().map(|k| self.nodes[*k].record.clone()));
+            let chosen = random_prefix(&mut peers, max.saturating_sub(1), &mut self.rng);
+            out.extend(chosen.iter().map(|k| self.nodes[*k].record.clone()));
         }
         out.truncate(max);
         out
@@ -1292,14 +1289,11 @@ impl Sim {
                     self.close(i, stream, reason);
                 }
                 SmAction::Discover { count } => {
-                    // The boot list in a random order, as `StaticPeers` answers.
+                    // The boot list in a random order, as `StaticPeers` answers
+                    // (one more: a boot node finds itself on the list).
                     let me = self.nodes[i].peer_id;
                     let mut boot = self.boot.clone();
-                    for k in (1..boot.len()).rev() {
-                        let r = (self.rng.next_u64() % (k as u64 + 1)) as usize;
-                        boot.swap(k, r);
-                    }
-                    let found: Vec<PeerAddr> = boot
+                    let found: Vec<PeerAddr> = random_prefix(&mut boot, count + 1, &mut self.rng)
                         .iter()
                         .map(|b| PeerAddr {
                             peer: self.nodes[*b].peer_id,
