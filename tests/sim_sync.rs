@@ -264,8 +264,11 @@ fn a_serving_peer_killed_mid_sync_does_not_stop_the_sync() {
     let servers: Vec<usize> = (0..3).map(|_| sim.add_server()).collect();
     sim.set_boot(&servers);
     let j = sim.add_syncer(Duration::ZERO, true).expect("syncer");
-    assert!(sim.run_until(LIMIT, |s| s.nodes()[j].head() >= 200));
+    // Killed as soon as it has answered one block request: most of the
+    // chain is still to be asked for (a later trigger, such as a head, may
+    // come when every block is already downloaded, and prove nothing).
     let victim = servers[0];
+    assert!(sim.run_until(LIMIT, |s| s.nodes()[victim].stats.served_block_requests > 0));
     let served = sim.nodes()[victim].stats.served_block_requests;
     assert!(served > 0, "the victim served nothing before it died");
     sim.crash(victim);
