@@ -2,8 +2,12 @@
 //! quorum ([`quorum_target`]): at least `MinPeers` distinct answering peers
 //! are needed, votes are counted once per authenticated peer and at most
 //! `HeadsVotesPerIP` per IP address (one host's sybils count once), and the
-//! target is the highest height a majority of the votes reach, so a
-//! minority can neither raise nor lower it. A peer's vote is its claim
+//! target is the highest height at least `MinPeers` of the votes reach
+//! (DESIGN.md §9), so fewer than `MinPeers` hosts can neither raise it nor,
+//! while `MinPeers` others hold a higher head, lower it. (A majority rule
+//! would stall every node whose peers are mostly syncing nodes behind the
+//! tip: the simulator's `partition` scenario, 90 % syncers, stood still at
+//! the head they shared.) A peer's vote is its claim
 //! capped at the highest block it has shown it can serve, once it failed to
 //! serve below its claim (see `block_hashes`). "Synced" is decided by the
 //! same quorum: fewer answers than `MinPeers` decide nothing.
@@ -49,8 +53,8 @@ pub struct NoQuorum {
 
 /// The target `votes` decide: one vote per peer (its lowest), at most
 /// `per_ip` per IP address (the lowest ones; 0 = no cap), at least
-/// `min_peers` of them, and then the highest height that a majority of them
-/// reach (sorted descending, the ⌊n/2⌋+1-th).
+/// `min_peers` of them, and then the highest height that `min_peers` of
+/// them reach (sorted descending, the `min_peers`-th).
 pub fn quorum_target(votes: &[Vote], min_peers: usize, per_ip: usize) -> Result<u64, NoQuorum> {
     let mut by_peer: HashMap<PeerId, Vote> = HashMap::new();
     for v in votes {
@@ -79,7 +83,7 @@ pub fn quorum_target(votes: &[Vote], min_peers: usize, per_ip: usize) -> Result<
         });
     }
     heights.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(heights[heights.len() / 2])
+    Ok(heights[need - 1])
 }
 
 /// One round of Heads: who was asked, who answered what.
@@ -335,11 +339,20 @@ mod tests {
     }
 
     #[test]
-    fn target_is_the_highest_height_a_majority_reaches() {
-        assert_eq!(
-            quorum_target(&votes(&[(1, 120), (2, 110), (3, 100)]), 1, 1),
-            Ok(110)
-        );
+    fn target_is_the_highest_height_min_peers_hosts_reach() {
+        let v = votes(&[(1, 120), (2, 110), (3, 100)]);
+        assert_eq!(quorum_target(&v, 1, 1), Ok(120));
+        assert_eq!(quorum_target(&v, 2, 1), Ok(110));
+        assert_eq!(quorum_target(&v, 3, 1), Ok(100));
         assert_eq!(quorum_target(&votes(&[(1, 42)]), 1, 1), Ok(42));
+    }
+
+    /// Most peers are syncing nodes behind the tip: the `MinPeers` that
+    /// hold it set the target (a majority rule kept it at the laggards').
+    #[test]
+    fn peers_behind_the_tip_do_not_hold_the_target_down() {
+        let mut v = votes(&[(1, 700), (2, 700), (3, 700)]);
+        v.extend((10..30).map(|ip| votes(&[(ip, 624)])[0]));
+        assert_eq!(quorum_target(&v, 3, 1), Ok(700));
     }
 }
