@@ -367,3 +367,36 @@ fn a_peer_cooling_down_is_still_served_when_it_reconnects() {
     assert!(!is_active(&server.host, &peer), "asked while cooling down");
     assert!(server.host.status().in_cooldown.contains(&peer));
 }
+
+/// The peers a node knew are saved in its peers file and dialled again
+/// after a restart, so a node restarted while its only boot peer is gone
+/// still finds the network (on the code before, it found nobody).
+#[test]
+fn a_node_restarted_after_its_boot_peer_is_gone_redials_the_peers_it_saved() {
+    let hub = hub();
+    let hub_addr = hub.host.peer_addr();
+    let other = node(vec![], vec![hub_addr]);
+    let other_id = other.host.identity().peer_id();
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join(streamsync::host::known_peers::FILE_NAME);
+    let with_file = || {
+        let mut c = config(vec![], vec![hub_addr]);
+        c.peers_file = Some(file.clone());
+        node_with(c)
+    };
+    // First run: it meets `other` through the hub's peer exchange.
+    let mut first = with_file();
+    let events = first.host.subscribe();
+    wait_until(&events, "a stream to the other peer", || {
+        is_active(&first.host, &other_id)
+    });
+    first.host.shutdown();
+    drop(first);
+    drop(hub);
+    // Second run: the boot peer is gone; the saved peer is dialled.
+    let second = with_file();
+    let events = second.host.subscribe();
+    wait_until(&events, "a stream to the saved peer", || {
+        is_active(&second.host, &other_id)
+    });
+}

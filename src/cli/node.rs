@@ -349,6 +349,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     let mut host =
         streamsync::host::HostConfig::from_config(&cfg, listen, store.chain_spec().shard_id);
     host.net.link = a.link.profile();
+    host.peers_file = Some(a.dir.datadir.join(streamsync::host::known_peers::FILE_NAME));
     ncfg.host = Some(host);
     let topic = ProtocolId::sync(cfg.network, ncfg.shard).to_string();
     let metrics_handle = match a.metrics {

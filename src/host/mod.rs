@@ -16,6 +16,7 @@
 //! [`Host::shutdown`] (or drop) stops the drivers, then the network thread,
 //! then the server, joining each.
 
+pub mod known_peers;
 mod peer_book;
 mod requests;
 mod streams;
@@ -95,6 +96,10 @@ pub struct HostConfig {
     pub advertise_addrs: Option<Vec<SocketAddr>>,
     /// How often the request manager reports stream throughput.
     pub throughput_report: Duration,
+    /// Where the peers this node knew are kept across restarts
+    /// ([`known_peers`]; the CLI's node uses `<datadir>/known_peers`);
+    /// `None`: they are forgotten when it stops.
+    pub peers_file: Option<std::path::PathBuf>,
 }
 
 impl HostConfig {
@@ -139,6 +144,7 @@ impl HostConfig {
             advertise_every: Duration::from_secs(config.sync.max_advertise_wait_time * 60),
             advertise_addrs: None,
             throughput_report: Duration::from_secs(10),
+            peers_file: None,
         }
     }
 }
@@ -148,6 +154,10 @@ impl HostConfig {
 pub struct HostStatus {
     /// Active streams.
     pub active: usize,
+    /// Active streams that count toward `InitStreams` (streams to boot
+    /// peers only once nobody else is coming:
+    /// [`crate::stream::StreamManager::ready_streams`]).
+    pub ready: usize,
     /// The active streams themselves.
     pub streams: Vec<StreamInfo>,
     /// Reserve streams.
@@ -178,6 +188,7 @@ impl HostStatus {
     fn empty() -> Self {
         HostStatus {
             active: 0,
+            ready: 0,
             streams: vec![],
             reserved: 0,
             setting_up: 0,

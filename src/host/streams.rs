@@ -9,6 +9,7 @@ use crossbeam::channel::{select, Receiver, Sender};
 use libp2p_identity::PeerId;
 use parking_lot::{Mutex, RwLock};
 
+use super::known_peers;
 use super::peer_book::PeerBook;
 use super::requests::{ReqCmd, RequestHandle, RequestResult};
 use super::{DiscoverySource, HostConfig, HostStatus, StreamEvent};
@@ -25,6 +26,9 @@ use crate::wire::{ProtocolId, Request, Response};
 const PX_TIMEOUT: Duration = Duration::from_secs(10);
 /// Active streams asked for peers per discovery round.
 const PX_FANOUT: usize = 3;
+/// The known peers are saved at most this often (and at shutdown), when
+/// they changed.
+const KNOWN_PEERS_SAVE_EVERY: Duration = Duration::from_secs(30);
 
 pub(super) enum StreamCmd {
     NetUp(StreamInfo),
@@ -70,8 +74,15 @@ pub(super) struct StreamsDriver {
     /// Discovery rounds so far: each round asks the next `PX_FANOUT`
     /// active streams for peers.
     px_round: usize,
+    /// Peer-exchange questions asked and not yet answered (each asked
+    /// request delivers exactly one result).
+    px_pending: usize,
     /// The stream manager's metrics as last published (`None`: never).
     published: Option<StreamStats>,
+    /// Where the known peers are saved, if anywhere.
+    peers_file: Option<std::path::PathBuf>,
+    /// The stream manager's known-peer change count when last saved.
+    saved_known: u64,
 }
 
 impl StreamsDriver {
@@ -90,13 +101,23 @@ impl StreamsDriver {
         status: Arc<RwLock<Option<HostStatus>>>,
         health: Arc<RwLock<Option<HealthStats>>>,
     ) -> Self {
+        let saved = cfg.peers_file.as_deref().map_or_else(Vec::new, |path| {
+            known_peers::load(path).unwrap_or_else(|e| {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read the known peers; starting without them");
+                Vec::new()
+            })
+        });
         StreamsDriver {
+            peers_file: cfg.peers_file.clone(),
+            saved_known: 0,
             sm: StreamManager::new(
                 cfg.streams,
                 identity.peer_id(),
                 cfg.trusted.clone(),
                 Instant::now(),
-            ),
+            )
+            .with_entry_peers(cfg.boot.iter().map(|p| p.peer))
+            .with_known_peers(saved),
             me: identity.peer_id(),
             identity: Some(identity.clone()),
             protocol: cfg.net.protocol.clone(),
@@ -114,6 +135,7 @@ impl StreamsDriver {
             records_rejected: 0,
             active_peers: std::collections::HashMap::new(),
             px_round: 0,
+            px_pending: 0,
             published: None,
         }
     }
@@ -131,12 +153,14 @@ impl StreamsDriver {
         self.execute(actions);
         self.publish_metrics();
         let mut next_advertise = Instant::now() + self.advertise_every;
+        let mut next_save = Instant::now() + KNOWN_PEERS_SAVE_EVERY;
         loop {
             let now = Instant::now();
             let timeout = self
                 .sm
                 .next_deadline()
                 .min(next_advertise)
+                .min(next_save)
                 .saturating_duration_since(now);
             let actions = select! {
                 recv(self.cmds) -> cmd => match cmd {
@@ -167,7 +191,30 @@ impl StreamsDriver {
                 }
                 next_advertise = Instant::now() + self.advertise_every;
             }
+            if Instant::now() >= next_save {
+                self.save_known_peers();
+                next_save = Instant::now() + KNOWN_PEERS_SAVE_EVERY;
+            }
             self.publish_status();
+        }
+        self.save_known_peers();
+    }
+
+    /// Saves the known peers if they changed since the last save (a few
+    /// kilobytes, at most every [`KNOWN_PEERS_SAVE_EVERY`] and at shutdown).
+    fn save_known_peers(&mut self) {
+        let Some(path) = &self.peers_file else {
+            return;
+        };
+        let (peers, changes) = self.sm.known_peers();
+        if changes == self.saved_known {
+            return;
+        }
+        match known_peers::save(path, &peers) {
+            Ok(()) => self.saved_known = changes,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot save the known peers")
+            }
         }
     }
 
@@ -228,7 +275,8 @@ impl StreamsDriver {
         }
     }
 
-    fn ask_peers(&self, stream: StreamId, peer: PeerId) {
+    fn ask_peers(&mut self, stream: StreamId, peer: PeerId) {
+        self.px_pending += 1;
         let tx = self.self_tx.clone();
         self.requests.submit_with(
             Request::GetPeers(MAX_PEERS_PER_RESPONSE as u32),
@@ -252,6 +300,7 @@ impl StreamsDriver {
     /// answering peer's own. Forged or garbage records cool the answering
     /// peer down; records of other networks are dropped and counted.
     fn on_peers(&mut self, stream: StreamId, peer: PeerId, result: RequestResult) -> Vec<Action> {
+        self.px_pending = self.px_pending.saturating_sub(1);
         let (records, from) = match result {
             Ok((Response::Peers(records), from)) => (records, from),
             other => {
@@ -320,6 +369,7 @@ impl StreamsDriver {
         let health = self.health.read().clone().unwrap_or_default();
         *self.status.write() = Some(HostStatus {
             active: s.active,
+            ready: self.sm.ready_streams(self.px_pending > 0),
             streams: self.sm.active().cloned().collect(),
             reserved: s.reserved,
             setting_up: s.setting_up,

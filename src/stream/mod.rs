@@ -19,5 +19,5 @@ mod tests;
 
 pub use manager::{
     Action, DiscoveryState, PeerAddr, RemovalReason, StreamManager, StreamManagerConfig,
-    StreamStats, StreamStatus,
+    StreamStats, StreamStatus, MAX_KNOWN,
 };

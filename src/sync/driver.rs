@@ -363,7 +363,7 @@ impl SyncThread {
     fn wait_for_streams(&self, n: usize, d: Duration) -> usize {
         let deadline = Instant::now() + d;
         loop {
-            let have = self.host.status().streams.len();
+            let have = self.host.status().ready;
             if have >= n || Instant::now() >= deadline || self.stop.load(Ordering::Relaxed) {
                 return have;
             }

@@ -1,0 +1,126 @@
+//! The peers a node knew, kept in its datadir across restarts
+//! (`<datadir>/known_peers`, one multiaddr `/ip4/…/tcp/…/p2p/…` per line,
+//! least recently used first).
+//!
+//! The boot list is the only other way into the network: a node restarted
+//! after its boot peers went away (the simulator's `boot-loss` scenario)
+//! would otherwise find nobody. The stream manager offers these peers at
+//! every discovery, as it offers the ones it met in this run.
+//!
+//! The file is the operator's disk, not the network's, but it is still
+//! read defensively: at most [`MAX_FILE_BYTES`] are read, a line that does
+//! not parse is skipped (and logged), and at most
+//! [`crate::stream::MAX_KNOWN`] peers are kept.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use libp2p_core::Multiaddr;
+
+use crate::net::{from_multiaddr, to_multiaddr};
+use crate::stream::{PeerAddr, MAX_KNOWN};
+
+/// The file's name in the datadir.
+pub const FILE_NAME: &str = "known_peers";
+
+/// Bytes read from the file at most: [`MAX_KNOWN`] lines of 256 bytes.
+pub const MAX_FILE_BYTES: u64 = (MAX_KNOWN * 256) as u64;
+
+/// Reads the known peers saved at `path`: none if the file does not exist;
+/// lines that are not a multiaddr with an IP, a TCP port and a PeerId are
+/// skipped; the last [`MAX_KNOWN`] are returned, in the file's order.
+pub fn load(path: &Path) -> std::io::Result<Vec<PeerAddr>> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut peers = Vec::new();
+    for (n, line) in BufReader::new(file.take(MAX_FILE_BYTES))
+        .lines()
+        .enumerate()
+    {
+        let line = line?;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line
+            .parse::<Multiaddr>()
+            .ok()
+            .and_then(|m| from_multiaddr(&m));
+        match parsed {
+            Some((addr, Some(peer))) => peers.push(PeerAddr { peer, addr }),
+            _ => {
+                tracing::warn!(file = %path.display(), line = n + 1, "known peer skipped: not /ip4|ip6/…/tcp/…/p2p/…")
+            }
+        }
+    }
+    let skip = peers.len().saturating_sub(MAX_KNOWN);
+    Ok(peers.split_off(skip))
+}
+
+/// Saves `peers` at `path` atomically: a temporary file beside it, synced,
+/// then renamed over the old one, so a crash leaves the old list or the new
+/// one, never half of one.
+pub fn save(path: &Path, peers: &[PeerAddr]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut text = String::with_capacity(peers.len() * 96);
+    for p in peers.iter().take(MAX_KNOWN) {
+        text.push_str(&to_multiaddr(p.addr, Some(p.peer)).to_string());
+        text.push('\n');
+    }
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::NodeIdentity;
+
+    fn peer(i: u16) -> PeerAddr {
+        PeerAddr {
+            peer: NodeIdentity::generate().peer_id(),
+            addr: ([10, 0, 0, 1], 9000 + i).into(),
+        }
+    }
+
+    #[test]
+    fn saved_peers_load_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        assert!(load(&path).unwrap().is_empty(), "no file: no peers");
+        let peers: Vec<PeerAddr> = (0..5).map(peer).collect();
+        save(&path, &peers).unwrap();
+        assert_eq!(load(&path).unwrap(), peers);
+    }
+
+    #[test]
+    fn lines_that_are_not_dialable_peers_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let good = peer(1);
+        let text = format!(
+            "# comment\n\ngarbage\n/ip4/10.0.0.2/tcp/9\n{}\n\u{0}\u{ff}\n",
+            to_multiaddr(good.addr, Some(good.peer))
+        );
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(load(&path).unwrap(), vec![good]);
+    }
+
+    #[test]
+    fn a_huge_file_is_read_only_up_to_its_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let line = to_multiaddr(peer(1).addr, Some(peer(1).peer)).to_string() + "\n";
+        let copies = (MAX_FILE_BYTES as usize / line.len()) * 4;
+        std::fs::write(&path, line.repeat(copies)).unwrap();
+        let got = load(&path).unwrap();
+        assert!(got.len() <= MAX_KNOWN, "{} peers kept", got.len());
+    }
+}
