@@ -98,7 +98,6 @@ fn a_joiner_crashed_mid_sync_keeps_what_it_committed_and_resumes_from_there() {
     );
 }
 
-/// The report without its time series, for assertion messages.
 /// No single point of failure: with the only boot node gone, a node whose
 /// link went down (every stream lost, so no peer to ask for peers) finds
 /// its way back to the peers it knew and follows the tip again.
@@ -131,6 +130,7 @@ fn a_node_cut_off_while_its_boot_node_is_gone_reconnects_to_peers_it_knew() {
     );
 }
 
+/// The report without its time series, for assertion messages.
 fn summary(r: &scenario::Report) -> String {
     serde_json::to_string(r).unwrap_or_default()
 }
@@ -212,12 +212,21 @@ fn a_partition_heals_and_every_honest_node_converges_on_the_honest_head() {
     assert_eq!(r.honest_synced, r.honest_nodes, "{}", summary(&r));
 }
 
+/// No single point of failure: the boot nodes go away after the joiners
+/// started; they finish their sync, and each one, restarted once after the
+/// loss while the tip grows, finds the network again through the peers it
+/// saved and reaches the new head.
 #[test]
-fn joiners_keep_syncing_when_every_boot_node_goes_offline() {
+fn joiners_keep_syncing_and_rejoin_after_a_restart_when_every_boot_node_goes_offline() {
     let mut s = small("boot-loss", 40, 3000, 9);
     s.join_window_s = 10;
     s.boot_loss_at_s = Some(12);
+    s.tip_every_s = 2;
+    s.tip_blocks = 300;
     let r = scenario::run(&s, |_, _, _| {}).expect("run");
     assert_eq!(r.joiners_synced, r.joiners, "{}", summary(&r));
+    assert_eq!(r.restarted_after_loss, Some(r.joiners), "{}", summary(&r));
+    assert_eq!(r.rejoined_after_loss, Some(r.joiners), "{}", summary(&r));
     assert_eq!(r.honest_wrong_head, 0);
+    assert_eq!(r.foreign_blocks_stored, 0);
 }

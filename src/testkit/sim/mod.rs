@@ -384,6 +384,7 @@ impl Sim {
             sync_pending: false,
             staging: Staging::default(),
             crash_point: None,
+            saved_peers: Vec::new(),
         });
         i
     }
@@ -521,6 +522,9 @@ impl Sim {
             }
         }
         let n = &mut self.nodes[i];
+        if let Some(c) = &n.cores {
+            n.saved_peers = c.sm.known_peers().0;
+        }
         n.online = false;
         n.sync_pending = false;
         n.cores = None;
@@ -606,10 +610,17 @@ impl Sim {
         Ok(())
     }
 
-    /// Starts node `i`'s pending sync if it has `InitStreams` streams.
+    /// Starts node `i`'s pending sync if it has `InitStreams` ready
+    /// streams (as the driver counts them: `StreamManager::ready_streams`).
     fn maybe_begin_sync(&mut self, i: usize) {
-        let active = self.nodes[i].cores.as_ref().map_or(0, |c| c.active.len());
-        if self.nodes[i].sync_pending && active >= self.cfg.sync.init_streams {
+        if !self.nodes[i].sync_pending {
+            return;
+        }
+        let ready = self.nodes[i].cores.as_ref().map_or(0, |c| {
+            let exchanging = c.tickets.values().any(|o| matches!(o, Owner::PeerExchange));
+            c.sm.ready_streams(exchanging)
+        });
+        if ready >= self.cfg.sync.init_streams {
             self.begin_sync(i);
         }
     }
@@ -626,7 +637,10 @@ impl Sim {
     fn boot_node(&mut self, i: usize) {
         let now = self.now;
         let trusted = Vec::new();
-        let mut sm = StreamManager::new(self.cfg.streams, self.nodes[i].peer_id, trusted, now);
+        let entry: Vec<PeerId> = self.boot.iter().map(|b| self.nodes[*b].peer_id).collect();
+        let mut sm = StreamManager::new(self.cfg.streams, self.nodes[i].peer_id, trusted, now)
+            .with_entry_peers(entry)
+            .with_known_peers(self.nodes[i].saved_peers.iter().copied());
         let actions = sm.start(now);
         let n = &mut self.nodes[i];
         n.online = true;
@@ -691,6 +705,17 @@ impl Sim {
             c.sync = Some(m);
         }
         Ok(())
+    }
+
+    /// A number drawn uniformly from `0..n` (0 when `n` is 0) with the
+    /// run's seeded generator, for scenarios' own random choices (the same
+    /// seed draws the same numbers).
+    pub fn draw(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.rng.next_u64() % n
+        }
     }
 
     // ---- scheduling ----
@@ -981,6 +1006,7 @@ impl Sim {
 
     /// After an input: carry out the sync's actions, then re-arm.
     fn after(&mut self, i: usize) {
+        self.maybe_begin_sync(i);
         self.pump_sync(i);
         self.arm(i);
     }

@@ -17,7 +17,7 @@ use crate::net::{StreamId, StreamInfo};
 use crate::request::{RequestManager, Ticket};
 use crate::server::RateLimiter;
 use crate::store::StageWrite;
-use crate::stream::{RemovalReason, StreamManager, StreamStatus};
+use crate::stream::{PeerAddr, RemovalReason, StreamManager, StreamStatus};
 use crate::sync::machine::ReqId;
 use crate::sync::{SyncMachine, SyncOutcome, SyncStatus};
 use crate::testkit::MemChain;
@@ -310,6 +310,11 @@ pub struct SimNode {
     pub(super) staging: Staging,
     /// Where it is to crash next, if armed ([`Sim::crash_on`](super::Sim::crash_on)).
     pub(super) crash_point: Option<CrashPoint>,
+    /// Its peers file (`<datadir>/known_peers`): the stream manager's
+    /// known peers when it went down, offered again when it restarts. The
+    /// driver saves them at most 30 s before a crash; the simulator at the
+    /// crash itself.
+    pub(super) saved_peers: Vec<PeerAddr>,
 }
 
 /// What a crash loses.

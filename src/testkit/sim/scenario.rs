@@ -8,7 +8,12 @@
 //!   ([`Byzantine::all`]), a fifth of them in sybil groups of eight on one
 //!   address; they name only each other in peer exchange.
 //! - `boot-loss`: the same as `scale`, with joiners starting in the first
-//!   minute and the ten boot nodes gone after it.
+//!   minute and the ten boot nodes gone after it; then every joiner
+//!   restarts once (down 30 s, within two minutes of the loss) and must
+//!   find the network again without a boot node, from the peers it saved
+//!   (`<datadir>/known_peers`). A node that never ran cannot join once
+//!   every address it was given is gone, in this network as in any other:
+//!   no joiner starts after the loss.
 //! - `partition`: 10 % consensus-fed servers, 90 % nodes that sync; once
 //!   all are synced, a third of the syncers is cut off for five virtual
 //!   minutes while the tip grows on the other side, then the cut heals.
@@ -115,7 +120,10 @@ impl Scenario {
                 ..base
             },
             "boot-loss" => Scenario {
-                join_window_s: 50,
+                // The last joiner starts 2 s before the loss: time to reach
+                // a boot node and hear of others (one started at the loss
+                // itself knows nobody but the boot nodes).
+                join_window_s: 58,
                 boot_loss_at_s: Some(60),
                 ..base
             },
@@ -215,6 +223,14 @@ pub struct Report {
     /// Seconds from the heal until every honest node online held the
     /// honest head (virtual), if they did.
     pub converged_after_heal_s: Option<f64>,
+    /// `boot-loss`: joiners started and not yet synced when the boot nodes
+    /// went away.
+    pub joiners_in_flight_at_loss: Option<usize>,
+    /// `boot-loss`: joiners restarted after the loss (every one).
+    pub restarted_after_loss: Option<usize>,
+    /// `boot-loss`: of those, the ones that reached the honest head of
+    /// their restart again, on the honest chain.
+    pub rejoined_after_loss: Option<usize>,
     /// Dials attempted.
     pub dials: u64,
     /// Failed dials by reason.
@@ -345,6 +361,8 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
     let limit = Duration::from_secs(s.limit_s);
     let step = Duration::from_secs(1);
     let mut boot_lost = false;
+    let mut in_flight = None;
+    let mut bounces: Vec<Bounce> = Vec::new();
     let mut partition: Option<(Duration, Duration)> = None;
     let mut healed = false;
     let mut behind_at_heal = None;
@@ -376,6 +394,33 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
                     sim.crash(*b);
                 }
                 boot_lost = true;
+                in_flight = Some(
+                    joiners
+                        .iter()
+                        .filter(|j| {
+                            let n = &sim.nodes()[**j];
+                            n.online && n.stats.synced.is_none()
+                        })
+                        .count(),
+                );
+                // Every joiner restarts once in the next two minutes.
+                for j in &joiners {
+                    let down_at = t + Duration::from_millis(sim.draw(120_000));
+                    bounces.push(Bounce {
+                        node: *j,
+                        down_at,
+                        up_at: down_at + BOUNCE_DOWN,
+                        goal: None,
+                    });
+                }
+            }
+            for b in &mut bounces {
+                if b.goal.is_none() && t >= b.up_at {
+                    sim.restart(b.node)?;
+                    b.goal = Some(sim.source().head().map_or(0, |h| h.number));
+                } else if t >= b.down_at && t < b.up_at {
+                    sim.crash(b.node);
+                }
             }
         }
         if let Some(len) = s.partition_s {
@@ -404,14 +449,59 @@ pub fn run(s: &Scenario, mut progress: impl FnMut(f64, usize, usize)) -> Result<
             }
             continue;
         }
-        if all_synced(&sim) && boot_lost == s.boot_loss_at_s.is_some() {
+        let rejoined = bounces.iter().all(|b| rejoined(&sim, b));
+        if all_synced(&sim) && boot_lost == s.boot_loss_at_s.is_some() && rejoined {
             break;
+        }
+    }
+    for j in &joiners {
+        let n = &sim.nodes()[*j];
+        if n.stats.synced.is_none() {
+            eprintln!(
+                "DIAG {} head {} active {} status {:?} outcome {:?}",
+                j,
+                n.head(),
+                n.active_streams(),
+                n.status
+                    .as_ref()
+                    .map(|s| (s.stage, s.target, s.last_error.clone())),
+                n.outcome
+            );
         }
     }
     let mut r = report(s, &sim, &joiners, traces);
     r.behind_at_heal = behind_at_heal;
     r.converged_after_heal_s = converged_after_heal_s;
+    if boot_lost {
+        r.joiners_in_flight_at_loss = in_flight;
+        r.restarted_after_loss = Some(bounces.iter().filter(|b| b.goal.is_some()).count());
+        r.rejoined_after_loss = Some(bounces.iter().filter(|b| rejoined(&sim, b)).count());
+    }
     Ok(r)
+}
+
+/// How long a joiner restarted after the boot loss stays down.
+const BOUNCE_DOWN: Duration = Duration::from_secs(30);
+
+/// A joiner's restart after the boot loss.
+struct Bounce {
+    node: usize,
+    down_at: Duration,
+    up_at: Duration,
+    /// The honest head when it came back (`None`: not back yet).
+    goal: Option<u64>,
+}
+
+/// Whether a restarted joiner holds, on the honest chain, the honest head
+/// of its restart (or a later one).
+fn rejoined(sim: &Sim, b: &Bounce) -> bool {
+    let Some(goal) = b.goal else {
+        return false;
+    };
+    let n = &sim.nodes()[b.node];
+    n.backend.head().ok().is_some_and(|h| {
+        h.number >= goal && sim.source().hash_by_number(h.number).ok().flatten() == Some(h.hash)
+    })
 }
 
 /// Honest nodes online that do not hold the honest head.
@@ -535,6 +625,9 @@ fn report(s: &Scenario, sim: &Sim, joiners: &[usize], traces: Vec<Trace>) -> Rep
             .collect(),
         behind_at_heal: None,
         converged_after_heal_s: None,
+        joiners_in_flight_at_loss: None,
+        restarted_after_loss: None,
+        rejoined_after_loss: None,
         dials: sim.dials,
         dial_failures: sim
             .dial_failures
