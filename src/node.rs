@@ -164,6 +164,7 @@ impl Node {
             .unwrap_or_else(|| HostConfig::from_config(&cfg.config, cfg.listen, cfg.shard));
         host_cfg.boot.extend(cfg.boot.iter().copied());
         host_cfg.trusted.extend(cfg.trusted.iter().copied());
+        let entry: Vec<_> = host_cfg.boot.iter().map(|p| p.peer).collect();
         let host = Host::start(host_cfg, identity, backend.clone(), sources)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (trigger, triggers) = bounded(1);
@@ -189,6 +190,7 @@ impl Node {
                 host: host.handle(),
                 settings,
                 staging,
+                entry,
                 status: status.clone(),
                 stop: stop.clone(),
             };

@@ -43,15 +43,14 @@
 //!   peer on its side of a healed partition) reconnects to peers it knew,
 //!   as a DHT's routing table would let it; a critical fault forgets one;
 //! - boot peers ([`StreamManager::with_entry_peers`]) are the way in, not
-//!   the servers of the whole network: once `DiscSoftLowCap` streams to
-//!   other peers are up, streams to boot peers move to the reserve
-//!   (they still serve us; we stop asking them for blocks) and reserve
-//!   promotions take other peers first, and only streams to other peers
-//!   count as ready for the sync's `InitStreams` while more are coming
-//!   ([`StreamManager::ready_streams`]). Every node dials the same few
-//!   boot peers first; without this they served most of every joiner's
-//!   sync (the simulator measured the ten boot nodes of 1,000 serving
-//!   14 % of all block requests).
+//!   the servers of the whole network: only streams to other peers count
+//!   as ready for the sync's `InitStreams` while more are coming
+//!   ([`StreamManager::ready_streams`]), reserve promotions and demotions
+//!   prefer other peers, and the sync itself asks boot peers for blocks
+//!   only when it has too few others (`SyncMachine::with_entry_peers`).
+//!   Every node dials the same few boot peers first; without this they
+//!   served most of every joiner's sync (the simulator measured the ten
+//!   boot nodes of 1,000 serving 14 % of all block requests).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -428,10 +427,10 @@ impl StreamManager {
         }
     }
 
-    /// Marks `peers` (the boot list) as entry peers: streams to them rest
-    /// in the reserve once `DiscSoftLowCap` streams to other peers are up
-    /// (active or in the reserve), and count toward [`StreamManager::ready_streams`] only when
-    /// nobody else is coming. A trusted peer is never an entry peer.
+    /// Marks `peers` (the boot list) as entry peers: streams to them count
+    /// toward [`StreamManager::ready_streams`] only when nobody else is
+    /// coming, and are the first demoted and the last promoted. A trusted
+    /// peer is never an entry peer.
     pub fn with_entry_peers(mut self, peers: impl IntoIterator<Item = PeerId>) -> Self {
         self.entry = peers
             .into_iter()
@@ -637,7 +636,6 @@ impl StreamManager {
         } else if let Some(no_room) = self.join_pools(info, trusted, &mut out) {
             out.push(housekeeping(no_room.id));
         }
-        self.rest_entry_streams(&mut out);
         for a in &out {
             if let Action::Close { stream, .. } = a {
                 self.closing.insert(*stream);
@@ -950,7 +948,6 @@ impl StreamManager {
                 }
             }
         }
-        self.rest_entry_streams(&mut out);
         self.dial_candidates(now, &mut out);
         out
     }
@@ -978,9 +975,8 @@ impl StreamManager {
     }
 
     /// Puts a stream of a peer with no other stream in the active pool if
-    /// there is room (a trusted one demotes someone) and it is not an entry
-    /// peer's once enough others are active, else in the reserve; gives it
-    /// back if both are full.
+    /// there is room (a trusted one demotes someone), else in the reserve;
+    /// gives it back if both are full.
     fn join_pools(
         &mut self,
         info: StreamInfo,
@@ -991,10 +987,7 @@ impl StreamManager {
             // Trusted peers always get an active slot.
             self.demote_one(out);
         }
-        let rest = self.entry.contains(&info.peer_id)
-            && self.connected_others() >= self.cfg.soft_low_cap
-            && self.reserved.len() < self.cfg.max_reserved;
-        if self.active.len() < self.cfg.high_cap && !rest {
+        if self.active.len() < self.cfg.high_cap {
             self.by_peer.insert(info.peer_id, info.id);
             self.activate(info, out);
         } else if self.reserved.len() < self.cfg.max_reserved {
@@ -1167,59 +1160,6 @@ impl StreamManager {
         self.reserved.remove(pos)
     }
 
-    /// Streams (active or reserve) to peers that are not entry peers.
-    fn connected_others(&self) -> usize {
-        self.active_others()
-            + self
-                .reserved
-                .iter()
-                .filter(|i| !self.entry.contains(&i.peer_id))
-                .count()
-    }
-
-    /// Once `DiscSoftLowCap` streams to other peers are up, moves the
-    /// active streams to entry peers to the back of the reserve (closing
-    /// them when it is full), promoting other reserve streams in their
-    /// place: they stay connected and serve us, but we no longer ask them
-    /// for blocks.
-    fn rest_entry_streams(&mut self, out: &mut Vec<Action>) {
-        if self.entry.is_empty() || self.connected_others() < self.cfg.soft_low_cap {
-            return;
-        }
-        let rested: Vec<StreamId> = self
-            .active
-            .values()
-            .filter(|i| self.entry.contains(&i.peer_id))
-            .map(|i| i.id)
-            .collect();
-        for id in rested {
-            let Some(info) = self.active.remove(&id) else {
-                continue;
-            };
-            self.slow_strikes.remove(&id);
-            out.push(Action::Deactivated(id));
-            if let Some(pos) = self
-                .reserved
-                .iter()
-                .position(|i| !self.entry.contains(&i.peer_id))
-            {
-                if let Some(other) = self.reserved.remove(pos) {
-                    self.activate(other, out);
-                }
-            }
-            if self.reserved.len() < self.cfg.max_reserved {
-                self.reserved.push_back(info);
-            } else {
-                self.by_peer.remove(&info.peer_id);
-                self.closing.insert(id);
-                out.push(Action::Close {
-                    stream: id,
-                    reason: None,
-                });
-            }
-        }
-    }
-
     fn after_removal(&mut self, now: Instant, out: &mut Vec<Action>) {
         // Promote at once: one reserve stream per free active slot.
         if self.active.len() < self.cfg.high_cap {
@@ -1227,7 +1167,6 @@ impl StreamManager {
                 self.activate(info, out);
             }
         }
-        self.rest_entry_streams(out);
         if self.active.len() < self.cfg.hard_low_cap {
             self.discover(now, out);
         }

@@ -718,14 +718,6 @@ fn random_event_sequences_keep_the_invariants() {
             );
             let active: HashSet<u64> = f.sm.active().map(|i| i.id).collect();
             assert_eq!(active, view, "seed {seed}: actions disagree with the pool");
-            let boot_active =
-                f.sm.active()
-                    .filter(|i| entry[1..].contains(&i.peer_id))
-                    .count();
-            assert!(
-                boot_active == 0 || f.sm.active_count() - boot_active < 3,
-                "seed {seed}: a boot stream is active beside DiscSoftLowCap others"
-            );
             for i in f.sm.active() {
                 assert!(
                     f.sm.cooling_until(&i.peer_id, f.now).is_none(),
@@ -1018,65 +1010,6 @@ fn a_peer_removed_for_a_critical_fault_is_not_redialled_from_memory() {
     assert!(discovers(&later));
     acts.extend(later);
     assert!(!dials(&acts).contains(&a), "{acts:?}");
-}
-
-fn deactivated(a: &[Action]) -> Vec<u64> {
-    a.iter()
-        .filter_map(|x| match x {
-            Action::Deactivated(id) => Some(*id),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Every node dials the same boot peers first: they let it in, but must
-/// not serve everyone's sync (the simulator's busiest 1 % were the boot
-/// nodes). Once `DiscSoftLowCap` (3 here) other streams are active, boot
-/// streams rest in the reserve; they come back only when others are lost,
-/// and after other reserve streams.
-#[test]
-fn streams_to_boot_peers_rest_in_the_reserve_once_enough_others_are_active() {
-    let (b1, b2) = (peer(), peer());
-    let mut f = Fixture::new(vec![]);
-    f.sm = StreamManager::new(cfg(), f.me, vec![], f.now).with_entry_peers([b1, b2]);
-    let (ib1, a1) = f.up_peer(b1);
-    let (ib2, a2) = f.up_peer(b2);
-    assert_eq!(activated(&a1), vec![ib1.id], "the way in is used at first");
-    assert_eq!(activated(&a2), vec![ib2.id]);
-    let (o1, _) = f.up();
-    let (_o2, a) = f.up();
-    assert!(deactivated(&a).is_empty(), "two others are not enough");
-    let (_o3, a) = f.up();
-    let mut rested = deactivated(&a);
-    rested.sort_unstable();
-    assert_eq!(rested, vec![ib1.id, ib2.id], "{a:?}");
-    assert_eq!((f.sm.active_count(), f.sm.reserved_count()), (3, 2));
-    assert!(
-        !f.sm.active().any(|i| i.peer_id == b1 || i.peer_id == b2),
-        "no boot stream is asked for blocks"
-    );
-    // A fourth other fills the active pool; a fifth (inbound) takes the
-    // oldest reserve slot (b1's). Losing o1 promotes the other peer's
-    // reserve stream, not b2's.
-    f.up();
-    let (o5, _) = f.up();
-    let a =
-        f.sm.remove_stream(o1.id, RemovalReason::InvalidResponse, f.now);
-    assert_eq!(activated(&a), vec![o5.id], "{a:?}");
-}
-
-/// A boot stream comes back when others are lost below `DiscSoftLowCap`.
-#[test]
-fn a_rested_boot_stream_is_promoted_when_other_streams_are_lost() {
-    let b = peer();
-    let mut f = Fixture::new(vec![]);
-    f.sm = StreamManager::new(cfg(), f.me, vec![], f.now).with_entry_peers([b]);
-    let (ib, _) = f.up_peer(b);
-    let others: Vec<StreamInfo> = (0..3).map(|_| f.up().0).collect();
-    assert_eq!(f.sm.reserved_count(), 1);
-    let a =
-        f.sm.remove_stream(others[0].id, RemovalReason::InvalidResponse, f.now);
-    assert_eq!(activated(&a), vec![ib.id], "{a:?}");
 }
 
 /// `InitStreams` counts streams to other peers while more are coming (a

@@ -63,6 +63,9 @@ pub struct SyncThread {
     pub settings: SyncSettings,
     /// LMDB staging (`UseMemDB = false`), if the chain is the LMDB store.
     pub staging: Option<LmdbStaging>,
+    /// The boot peers, asked for blocks only when too few others are live
+    /// ([`SyncMachine::with_entry_peers`]).
+    pub entry: Vec<libp2p_identity::PeerId>,
     /// Published status.
     pub status: Arc<RwLock<SyncStatus>>,
     /// Set to stop.
@@ -305,7 +308,8 @@ impl SyncThread {
             },
             Instant::now(),
         )
-        .with_tie_salt(rand_core::OsRng.next_u64()))
+        .with_tie_salt(rand_core::OsRng.next_u64())
+        .with_entry_peers(self.entry.iter().copied()))
     }
 
     /// Reads what a previous run staged up to its checkpoints (dropping a

@@ -720,3 +720,32 @@ fn scripted_sync(t0: Instant) -> Vec<String> {
 fn the_same_inputs_give_the_same_actions() {
     crate::test_util::assert_same_runs(scripted_sync);
 }
+
+/// Every node dials the boot peers first: while `MinPeers` other streams
+/// are live, the sync asks boot peers for no block (they would otherwise
+/// serve most of every joiner's sync); with fewer others it uses them.
+#[test]
+fn boot_peers_are_asked_for_blocks_only_when_too_few_others_are_live() {
+    for (min_peers, boot_serves) in [(3, false), (5, true)] {
+        let mut net = Net::new(
+            2000,
+            &[
+                (Peer::Honest, 50),
+                (Peer::Honest, 50),
+                (Peer::Honest, 50),
+                (Peer::Honest, 50),
+                (Peer::Honest, 50),
+            ],
+            |s| s.min_peers = min_peers,
+        );
+        net.m.entry = [net.peers[0].info.peer_id].into_iter().collect();
+        assert!(net.synced_to(2000, Duration::from_secs(60)));
+        let served = net.peers[0].served.len();
+        assert_eq!(
+            served > 0,
+            boot_serves,
+            "MinPeers {min_peers}: the boot peer served {served} blocks"
+        );
+        assert!(net.peers[1..].iter().all(|p| !p.served.is_empty()));
+    }
+}

@@ -449,6 +449,11 @@ impl Sim {
         self.at(at, Ev::Grow);
     }
 
+    /// The tip stops growing (blocks not yet added are dropped).
+    pub fn stop_growth(&mut self) {
+        self.growth = None;
+    }
+
     /// From now on, a random honest node crashes every `every` on average
     /// (exponentially distributed) and comes back `down` later.
     pub fn churn(&mut self, every: Duration, down: Duration) {
@@ -694,8 +699,10 @@ impl Sim {
             exit_when_synced: self.nodes[i].exit_when_synced,
         };
         let salt = self.rng.next_u64();
-        let mut m =
-            SyncMachine::new(self.cfg.sync.clone(), spec, start, self.now).with_tie_salt(salt);
+        let entry: Vec<PeerId> = self.boot.iter().map(|b| self.nodes[*b].peer_id).collect();
+        let mut m = SyncMachine::new(self.cfg.sync.clone(), spec, start, self.now)
+            .with_tie_salt(salt)
+            .with_entry_peers(entry);
         let now = self.now;
         let n = &mut self.nodes[i];
         n.outcome = None;
