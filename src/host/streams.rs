@@ -206,10 +206,11 @@ impl StreamsDriver {
         let Some(path) = &self.peers_file else {
             return;
         };
-        let (peers, changes) = self.sm.known_peers();
+        let changes = self.sm.known_changes();
         if changes == self.saved_known {
             return;
         }
+        let peers: Vec<PeerAddr> = self.sm.known_peers().copied().collect();
         match known_peers::save(path, &peers) {
             Ok(()) => self.saved_known = changes,
             Err(e) => {

@@ -454,11 +454,15 @@ impl StreamManager {
         self
     }
 
-    /// The known peers, least recently offered first, and a count that
-    /// changes whenever one is added or forgotten (to save them only when
-    /// they changed).
-    pub fn known_peers(&self) -> (Vec<PeerAddr>, u64) {
-        (self.known.iter().copied().collect(), self.known_changes)
+    /// The known peers, least recently offered first.
+    pub fn known_peers(&self) -> impl Iterator<Item = &PeerAddr> {
+        self.known.iter()
+    }
+
+    /// A count that changes whenever a known peer is added or forgotten
+    /// (to save them only when they changed).
+    pub fn known_changes(&self) -> u64 {
+        self.known_changes
     }
 
     /// Starts: dials the trusted peers, then discovers.

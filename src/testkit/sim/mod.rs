@@ -528,7 +528,7 @@ impl Sim {
         }
         let n = &mut self.nodes[i];
         if let Some(c) = &n.cores {
-            n.saved_peers = c.sm.known_peers().0;
+            n.saved_peers = c.sm.known_peers().copied().collect();
         }
         n.online = false;
         n.sync_pending = false;
