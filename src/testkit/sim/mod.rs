@@ -638,13 +638,18 @@ impl Sim {
         }
     }
 
+    /// The boot list's PeerIds (every node's entry peers, as the driver
+    /// passes its boot list).
+    fn boot_peers(&self) -> Vec<PeerId> {
+        self.boot.iter().map(|b| self.nodes[*b].peer_id).collect()
+    }
+
     /// Starts node `i`'s stream and request managers and server.
     fn boot_node(&mut self, i: usize) {
         let now = self.now;
         let trusted = Vec::new();
-        let entry: Vec<PeerId> = self.boot.iter().map(|b| self.nodes[*b].peer_id).collect();
         let mut sm = StreamManager::new(self.cfg.streams, self.nodes[i].peer_id, trusted, now)
-            .with_entry_peers(entry)
+            .with_entry_peers(self.boot_peers())
             .with_known_peers(self.nodes[i].saved_peers.iter().copied());
         let actions = sm.start(now);
         let n = &mut self.nodes[i];
@@ -699,10 +704,9 @@ impl Sim {
             exit_when_synced: self.nodes[i].exit_when_synced,
         };
         let salt = self.rng.next_u64();
-        let entry: Vec<PeerId> = self.boot.iter().map(|b| self.nodes[*b].peer_id).collect();
         let mut m = SyncMachine::new(self.cfg.sync.clone(), spec, start, self.now)
             .with_tie_salt(salt)
-            .with_entry_peers(entry);
+            .with_entry_peers(self.boot_peers());
         let now = self.now;
         let n = &mut self.nodes[i];
         n.outcome = None;
