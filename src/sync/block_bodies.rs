@@ -93,6 +93,27 @@ impl SyncMachine {
         })
     }
 
+    /// Queues again every number below the cursors that lacks its hash (or
+    /// its body) with no request in flight for it: after the watchdog
+    /// cancelled everything, the cycle it starts over asks for all the
+    /// window lacks, whatever bookkeeping let a number slip.
+    pub(super) fn requeue_holes(&mut self) {
+        let base = self.head() + 1;
+        for n in base..self.hash_next {
+            if self
+                .slot(n)
+                .is_some_and(|s| s.hash.is_none() && !s.hash_req)
+            {
+                super::ranges::add(&mut self.hash_retry, n, n);
+            }
+        }
+        for n in base..self.body_next {
+            if self.askable(n) {
+                super::ranges::add(&mut self.body_retry, n, n);
+            }
+        }
+    }
+
     /// The next run of askable numbers: retries first, then new ones.
     fn next_body_run(&mut self) -> Option<(u64, u64)> {
         let end = self.window_end();
@@ -110,7 +131,7 @@ impl SyncMachine {
                 last += 1;
             }
             if last < b {
-                self.body_retry.insert(last + 1, b);
+                super::ranges::add(&mut self.body_retry, last + 1, b);
             }
             return Some((a, last));
         }
@@ -155,7 +176,7 @@ impl SyncMachine {
                     && self.may_ask_hashes(*s, a)
             });
             let Some(stream) = stream else {
-                self.body_retry.insert(a, b);
+                super::ranges::add(&mut self.body_retry, a, b);
                 // Every live stream said it lacks block `a` (its hash source
                 // may be gone since): nobody can match that hash.
                 let all_lack = !self.links.is_empty()
@@ -178,11 +199,11 @@ impl SyncMachine {
             let holds_writer = lowest == Some(a) && a <= self.batch_end(self.verify_next);
             if self.held + self.reserved + reserve > budget && !holds_writer {
                 // Full: nothing more until commits free some.
-                self.body_retry.insert(a, b);
+                super::ranges::add(&mut self.body_retry, a, b);
                 return;
             }
             if last < b {
-                self.body_retry.insert(last + 1, b);
+                super::ranges::add(&mut self.body_retry, last + 1, b);
             }
             self.send_bodies(a, last, stream, None, false, reserve, now);
         }
@@ -261,14 +282,14 @@ impl SyncMachine {
             match (missing, a) {
                 (true, None) => a = Some(n),
                 (false, Some(s)) => {
-                    self.body_retry.insert(s, n - 1);
+                    super::ranges::add(&mut self.body_retry, s, n - 1);
                     a = None;
                 }
                 _ => {}
             }
         }
         if let Some(s) = a {
-            self.body_retry.insert(s, last);
+            super::ranges::add(&mut self.body_retry, s, last);
         }
     }
 
@@ -497,10 +518,10 @@ impl SyncMachine {
         for (x, y) in hits {
             self.body_retry.remove(&x);
             if x < a {
-                self.body_retry.insert(x, a - 1);
+                super::ranges::add(&mut self.body_retry, x, a - 1);
             }
             if y > b {
-                self.body_retry.insert(b + 1, y);
+                super::ranges::add(&mut self.body_retry, b + 1, y);
             }
         }
     }

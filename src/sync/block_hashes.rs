@@ -74,7 +74,7 @@ impl SyncMachine {
             }
             let last = b.min(a + size - 1);
             if last < b {
-                self.hash_retry.insert(last + 1, b);
+                super::ranges::add(&mut self.hash_retry, last + 1, b);
             }
             return Some((a, last));
         }
@@ -113,7 +113,7 @@ impl SyncMachine {
                 .filter(|s| self.hash_requests_on(*s) < HASH_SLOTS)
                 .collect();
             if free.is_empty() {
-                self.hash_retry.insert(a, b);
+                super::ranges::add(&mut self.hash_retry, a, b);
                 if eligible.is_empty() {
                     self.bound_to_servable(now);
                 }
@@ -177,7 +177,7 @@ impl SyncMachine {
                 b += 1;
             }
             if a <= last {
-                self.hash_retry.insert(a, b);
+                super::ranges::add(&mut self.hash_retry, a, b);
             }
             a = b + 1;
         }

@@ -114,7 +114,8 @@ impl SyncMachine {
         self.touch();
     }
 
-    /// No commit for `stall_timeout`: cancel everything in flight,
+    /// No commit for `stall_timeout`: cancel everything in flight, queue
+    /// again every number the window lacks ([`Self::requeue_holes`]),
     /// deprioritise the streams that held the lowest missing blocks, and
     /// start over with Heads.
     pub(super) fn watchdog(&mut self, now: Instant) {
@@ -141,6 +142,7 @@ impl SyncMachine {
             self.actions.push_back(Action::Cancel { id });
             self.fail_request(id, now);
         }
+        self.requeue_holes();
         self.status.last_error = Some(format!("no progress for {idle:?}"));
         self.stat(Stat::Counter(names::FAILED_DOWNLOAD, 1));
         self.progressed(now);

@@ -14,6 +14,7 @@
 //!   overlap the verification and commit of earlier ones.
 //! - [`window`]: per-stream request windows from the measured
 //!   bandwidth-delay product; streams ranked by delivered bytes/s.
+//! - [`ranges`]: the retry queues' sets of block numbers.
 //! - [`blame`]: who pays for what, in one place; [`claims`]: hash claims
 //!   waiting for proof.
 //! - [`resume`]: where a (re)started sync begins (tip, committees, what
@@ -40,6 +41,7 @@ pub mod error;
 pub mod finish;
 pub mod heads;
 pub mod machine;
+pub mod ranges;
 pub mod resume;
 pub mod settings;
 pub mod short_range;
