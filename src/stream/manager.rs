@@ -8,6 +8,14 @@
 //!   streams go to a reserve of up to `MaxReservedStreams`, and beyond that
 //!   are closed;
 //! - every `CheckInterval`: below `DiscSoftLowCap` → discover `DiscBatch`;
+//!   otherwise, while active and reserve streams together are below
+//!   `DiscHighCap`, dial one *feeler*: a known peer we have no stream to
+//!   (Bitcoin Core's feeler connections, kept here as streams). Without it
+//!   a pool above the soft cap never changes, so the two sides of a healed
+//!   partition (or a node eclipsed by peers that agree on an old head)
+//!   stay apart for good: the simulator's 200-node partition never
+//!   converged. The pool grows by at most one stream per `CheckInterval`
+//!   this way, and never past `DiscHighCap`;
 //! - on removal: promote from the reserve at once; still below
 //!   `DiscHardLowCap` → discover now, and again while it stays below, after
 //!   a back-off that starts at `discovery_retry` (1 s) and doubles up to
@@ -293,6 +301,9 @@ pub struct StreamStats {
     pub discover: u64,
     /// `hmy_stream_discover_peers`: discovered peers whose stream came up.
     pub discover_peers: u64,
+    /// Feelers offered: known peers dialled at a routine check although
+    /// the pool was at or above `DiscSoftLowCap` (not a guide metric).
+    pub feelers: u64,
     /// `hmy_stream_num_streams` (gauge): active streams.
     pub num_streams: usize,
     /// `hmy_stream_num_reserved_streams` (gauge): reserve streams.
@@ -950,6 +961,12 @@ impl StreamManager {
                 if self.active.len() < self.cfg.soft_low_cap {
                     self.discover(now, &mut out);
                 }
+            } else if self.active.len() + self.reserved.len() < self.cfg.high_cap {
+                // A feeler: one known peer we have no stream to, so a pool
+                // whose peers all share one view meets others.
+                let before = self.candidates.len();
+                self.reoffer_known(now, 1);
+                self.stats.feelers += (self.candidates.len() - before) as u64;
             }
         }
         self.dial_candidates(now, &mut out);
@@ -1205,7 +1222,7 @@ impl StreamManager {
             _ => {}
         }
         self.stats.discover += 1;
-        self.reoffer_known(now);
+        self.reoffer_known(now, self.cfg.disc_batch);
         self.last_discovery = Some(now);
         self.discovery = DiscoveryState::Running(now);
         out.push(Action::Discover {
@@ -1232,14 +1249,14 @@ impl StreamManager {
         self.known.push_back(p);
     }
 
-    /// Offers up to `DiscBatch` known peers we have no stream or dial to
-    /// and that are not cooling down as candidates; those offered go to the
-    /// back, so the next discovery offers others.
-    fn reoffer_known(&mut self, now: Instant) {
+    /// Offers up to `count` known peers we have no stream or dial to and
+    /// that are not cooling down as candidates; those offered go to the
+    /// back, so the next discovery (or feeler) offers others.
+    fn reoffer_known(&mut self, now: Instant, count: usize) {
         let mut offered = Vec::new();
         let mut rest = VecDeque::with_capacity(self.known.len());
         for k in std::mem::take(&mut self.known) {
-            let eligible = offered.len() < self.cfg.disc_batch
+            let eligible = offered.len() < count
                 && self.candidates.len() < MAX_CANDIDATES
                 && k.peer != self.me
                 && !self.by_peer.contains_key(&k.peer)

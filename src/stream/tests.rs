@@ -1044,3 +1044,61 @@ fn boot_streams_count_toward_init_streams_only_when_nobody_else_is_coming() {
     assert_eq!(f.sm.ready_streams(true), 1);
     assert_eq!(f.sm.ready_streams(false), 2);
 }
+
+/// A pool at or above the soft cap still meets one known peer it has no
+/// stream to at each check (a feeler), up to `DiscHighCap`: without it the
+/// two sides of a healed partition never reconnect, since neither falls
+/// below the soft cap (the simulator's 200-node partition never
+/// converged).
+#[test]
+fn a_pool_at_the_soft_cap_dials_one_known_peer_at_each_check_below_the_high_cap() {
+    let mut f = Fixture::new(vec![]);
+    let (a, b, c, d, e) = (peer(), peer(), peer(), peer(), peer());
+    for (i, p) in [a, b, c].into_iter().enumerate() {
+        dial_up(&mut f, p, addr(900 + i as u64));
+    }
+    // `d` was reached once; its connection broke (the cut).
+    let id = dial_up(&mut f, d, addr(903));
+    f.sm.on_stream_down(
+        id.id,
+        Some(&id),
+        Some(d),
+        id.addr,
+        &CloseReason::Io("connection timed out".into()),
+        f.now,
+    );
+    assert_eq!(f.sm.active_count(), 3, "at the soft cap");
+    let acts = f.advance(Duration::from_secs(30));
+    assert!(!discovers(&acts), "no discovery at the soft cap");
+    assert_eq!(dials(&acts), vec![d], "one feeler, to the known peer");
+    assert_eq!(f.sm.stats().feelers, 1);
+    // At the high cap (d back, e inbound), no feeler.
+    let id = dial_up_again(&mut f, d, addr(903));
+    f.up_peer(e);
+    assert_eq!(f.sm.active_count(), 4);
+    f.sm.on_stream_down(
+        id.id,
+        Some(&id),
+        Some(d),
+        id.addr,
+        &CloseReason::Io("connection timed out".into()),
+        f.now,
+    );
+    f.up();
+    let acts = f.advance(Duration::from_secs(30));
+    assert!(dials(&acts).is_empty(), "at the high cap: {acts:?}");
+}
+
+/// Completes the handshake of a dial already under way to `p`.
+fn dial_up_again(f: &mut Fixture, p: PeerId, at: SocketAddr) -> StreamInfo {
+    let info = StreamInfo {
+        id: f.next,
+        peer_id: p,
+        addr: at,
+        protocol: ProtocolId::sync(Network::Mainnet, 0),
+        inbound: false,
+    };
+    f.next += 1;
+    f.sm.on_stream_up(info.clone(), f.now);
+    info
+}
