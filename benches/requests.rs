@@ -12,8 +12,8 @@ use streamsync::chain::generator::Generator;
 use streamsync::chain::{BlockWithSig, Genesis, GenesisSpec};
 use streamsync::config::{Config, Network};
 use streamsync::crypto::NodeIdentity;
-use streamsync::host::{Host, HostConfig, StreamEvent};
 use streamsync::request::{RequestManager, RequestOptions, RmAction, RmConfig};
+use streamsync::runtime::{Host, HostConfig, StreamEvent};
 use streamsync::store::{Store, StoreOptions};
 use streamsync::wire::{Request, Response};
 

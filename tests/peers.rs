@@ -11,9 +11,9 @@ use alloy_rlp::Bytes;
 use crossbeam::channel::Receiver;
 use streamsync::config::{Config, Network};
 use streamsync::crypto::NodeIdentity;
-use streamsync::host::{Host, HostConfig, StreamEvent};
 use streamsync::net::session::LocalKeys;
 use streamsync::net::{Net, NetConfig};
+use streamsync::runtime::{Host, HostConfig, StreamEvent};
 use streamsync::server::{Server, ServerConfig};
 use streamsync::store::{Store, StoreOptions};
 use streamsync::stream::record::sign_record;
@@ -378,7 +378,7 @@ fn a_node_restarted_after_its_boot_peer_is_gone_redials_the_peers_it_saved() {
     let other = node(vec![], vec![hub_addr]);
     let other_id = other.host.identity().peer_id();
     let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join(streamsync::host::known_peers::FILE_NAME);
+    let file = dir.path().join(streamsync::runtime::known_peers::FILE_NAME);
     let with_file = || {
         let mut c = config(vec![], vec![hub_addr]);
         c.peers_file = Some(file.clone());

@@ -15,9 +15,9 @@ use streamsync::chain::ChainBackend;
 use streamsync::config::{Config, Network};
 use streamsync::crypto::hash::to_hex;
 use streamsync::crypto::NodeIdentity;
-use streamsync::host::HostConfig;
 use streamsync::net::to_multiaddr;
 use streamsync::node::{Node, NodeConfig};
+use streamsync::runtime::HostConfig;
 use streamsync::store::{LmdbStaging, Store, StoreOptions};
 
 const BLOCKS: usize = 3000;

@@ -347,9 +347,13 @@ pub fn run(a: Args) -> Result<(), CliError> {
         .collect::<Result<_, _>>()?;
     ncfg.exit_when_synced = a.exit_when_synced;
     let mut host =
-        streamsync::host::HostConfig::from_config(&cfg, listen, store.chain_spec().shard_id);
+        streamsync::runtime::HostConfig::from_config(&cfg, listen, store.chain_spec().shard_id);
     host.net.link = a.link.profile();
-    host.peers_file = Some(a.dir.datadir.join(streamsync::host::known_peers::FILE_NAME));
+    host.peers_file = Some(
+        a.dir
+            .datadir
+            .join(streamsync::runtime::known_peers::FILE_NAME),
+    );
     ncfg.host = Some(host);
     let topic = ProtocolId::sync(cfg.network, ncfg.shard).to_string();
     let metrics_handle = match a.metrics {

@@ -32,9 +32,9 @@ use super::{StageError, SyncOutcome};
 use crate::chain::audit::audit_chain;
 use crate::chain::verify::SegmentCheck;
 use crate::chain::{ChainBackend, StageId};
-use crate::host::{HostHandle, RequestResult};
 use crate::metrics::names;
 use crate::request::RequestOptions;
+use crate::runtime::{HostHandle, RequestResult};
 use crate::store::LmdbStaging;
 
 /// How often the driver reads the host's stream pool.
