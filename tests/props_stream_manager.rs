@@ -11,6 +11,7 @@
 //!
 //! Properties marked `#[ignore = "bug: …"]` fail on the current core; each
 //! names the bug it shows. Run them with `-- --ignored`.
+#![cfg(feature = "testkit")]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;

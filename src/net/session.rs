@@ -184,11 +184,6 @@ impl Session {
         std::mem::take(&mut self.out)
     }
 
-    /// Whether there are bytes to write.
-    pub fn has_output(&self) -> bool {
-        !self.out.is_empty()
-    }
-
     /// Bytes received but not yet consumed (Noise and frame buffers).
     pub fn buffered(&self) -> usize {
         self.rx.len() + self.frames.buffered()

@@ -512,16 +512,6 @@ impl Store {
         })
     }
 
-    /// Writes stage checkpoints alone (for stages that store no blocks).
-    pub fn set_stage_progress(&self, progress: &[(StageId, u64)]) -> Result<(), StoreError> {
-        self.write(|txn, dbs| {
-            for (stage, n) in progress {
-                put(txn, dbs.stage_progress, stage.name().as_bytes(), &be(*n))?;
-            }
-            Ok(())
-        })
-    }
-
     /// An account's state at the head.
     pub fn account(&self, addr: &Address) -> Result<Option<Account>, StoreError> {
         self.read(|txn, dbs| read_account(txn, dbs.accounts, addr))
