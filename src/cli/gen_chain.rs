@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use streamsync::chain::backend::InsertBatch;
 use streamsync::chain::generator::Generator;
 use streamsync::chain::{ChainBackend, GenesisSpec};
@@ -137,10 +137,10 @@ fn progress_bar(len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} gen-chain [{bar:40}] {pos}/{len} blocks {per_sec} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
+    if let Some(style) =
+        super::bar_style("{spinner} gen-chain [{bar:40}] {pos}/{len} blocks {rate} eta {eta}")
+    {
+        bar.set_style(style);
     }
     bar
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use streamsync::byzantine::flood::Flood;
 use streamsync::byzantine::{Behaviour, ByzantineBackend};
 use streamsync::chain::backend::InsertBatch;
@@ -202,8 +202,8 @@ fn bar(len: u64, template: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let b = ProgressBar::new(len);
-    if let Ok(s) = ProgressStyle::with_template(template) {
-        b.set_style(s.progress_chars("=> "));
+    if let Some(s) = super::bar_style(template) {
+        b.set_style(s);
     }
     b
 }
@@ -338,7 +338,7 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
     let t0 = Instant::now();
     let gbar = bar(
         a.blocks,
-        "{spinner} generating [{bar:40}] {pos}/{len} blocks {per_sec}",
+        "{spinner} generating [{bar:40}] {pos}/{len} blocks {rate}",
     );
     let mut left = a.blocks;
     while left > 0 {

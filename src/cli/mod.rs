@@ -87,6 +87,33 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 /// Parses a network name for clap.
+/// A progress bar style from `template`, where `{rate}` is the items per
+/// second as a whole number (`2556/s`): indicatif's own `{per_sec}` prints
+/// four decimals (`2,555.8721/s`), noise on a rate of thousands.
+fn bar_style(template: &str) -> Option<indicatif::ProgressStyle> {
+    let style = indicatif::ProgressStyle::with_template(template).ok()?;
+    Some(
+        style
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&whole_rate(s.per_sec()));
+                },
+            )
+            .progress_chars("=> "),
+    )
+}
+
+/// `per_sec` as a whole number per second (`2556/s`; `0/s` if not finite).
+fn whole_rate(per_sec: f64) -> String {
+    let r = if per_sec.is_finite() {
+        per_sec.max(0.0)
+    } else {
+        0.0
+    };
+    format!("{:.0}/s", r)
+}
+
 fn parse_network(s: &str) -> Result<Network, String> {
     s.parse()
         .map_err(|e: streamsync::config::ConfigError| e.to_string())
@@ -220,5 +247,17 @@ fn parse_loss(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
         _ => Err(format!("{s}: expected a percentage in 0..=100")),
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::whole_rate;
+
+    #[test]
+    fn the_progress_rate_prints_as_a_whole_number() {
+        assert_eq!(whole_rate(2555.8721), "2556/s");
+        assert_eq!(whole_rate(0.4), "0/s");
+        assert_eq!(whole_rate(f64::NAN), "0/s");
     }
 }
