@@ -33,13 +33,14 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{bounded, RecvTimeoutError, Sender};
 use parking_lot::RwLock;
 
-use crate::chain::ChainBackend;
+use crate::chain::{BlockWithSig, ChainBackend, SealedBlock};
 use crate::config::Config;
 use crate::crypto::NodeIdentity;
 use crate::net::NetError;
 use crate::runtime::{DiscoverySource, Host, HostConfig, HostHandle, HostStatus};
 use crate::store::{LmdbStaging, Store};
 use crate::stream::PeerAddr;
+pub use crate::sync::beacon::OfferError;
 use crate::sync::{SyncOutcome, SyncSettings, SyncStatus, SyncThread};
 
 /// What a node is started with.
@@ -88,6 +89,11 @@ const SYNC_THREAD_PANICKED: &str = "the sync thread panicked";
 /// then is named in a warning and left behind: it ends with the process.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Offered blocks ([`Node::offer_block`]) that may wait for the sync
+/// thread to take them; the sync buffers up to
+/// [`crate::sync::beacon::MAX_OFFERED`] more ahead of its head.
+pub const OFFER_QUEUE: usize = 64;
+
 /// What [`Node::shutdown_within`] reports.
 #[derive(Clone, Debug)]
 pub struct Shutdown {
@@ -115,6 +121,7 @@ pub struct Node {
     sync: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     trigger: Sender<()>,
+    offer: Sender<SealedBlock>,
     status: Arc<RwLock<SyncStatus>>,
     started: Instant,
     sync_done: crossbeam::channel::Receiver<()>,
@@ -168,6 +175,7 @@ impl Node {
         let host = Host::start(host_cfg, identity, backend.clone(), sources)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (trigger, triggers) = bounded(1);
+        let (offer, offers) = bounded::<SealedBlock>(OFFER_QUEUE);
         let status = Arc::new(RwLock::new(SyncStatus {
             head: backend.head().map(|h| h.number).unwrap_or(0),
             ..SyncStatus::default()
@@ -208,7 +216,7 @@ impl Node {
                             }
                         }
                         let _done = Done(done_tx);
-                        let end = thread.run(&triggers, exit);
+                        let end = thread.run(&triggers, &offers, exit);
                         *slot.lock() = Some(end);
                     })?,
             )
@@ -220,6 +228,7 @@ impl Node {
             sync,
             stop,
             trigger,
+            offer,
             status,
             started: Instant::now(),
             sync_done,
@@ -253,6 +262,34 @@ impl Node {
     /// Consensus saw a new block: run a sync cycle now.
     pub fn trigger(&self) {
         let _ = self.trigger.try_send(());
+    }
+
+    /// Hands the sync a block the host node got from consensus or gossip
+    /// (Harmony's beacon helper). It is verified against the committee
+    /// the chain of hand-overs established, every commit signature
+    /// checked, and committed in order once the blocks below it are in
+    /// (downloaded from peers if there is a gap); committed ones count in
+    /// `hmy_staged_stream_sync_num_blocks_inserted_beacon_helper`. `Ok`
+    /// means queued, not yet verified: a forged block is dropped later
+    /// without blaming any peer (see `sync::beacon`). Never blocks.
+    ///
+    /// Errors: [`OfferError::Stale`] at or below the head,
+    /// [`OfferError::Full`] when [`OFFER_QUEUE`] blocks are waiting for the
+    /// sync thread, [`OfferError::NotSyncing`] without a running sync.
+    pub fn offer_block(&self, block: BlockWithSig) -> Result<(), OfferError> {
+        let block = SealedBlock::seal(block);
+        let head = self.status.read().head;
+        let number = block.number();
+        if number <= head {
+            return Err(OfferError::Stale { number, head });
+        }
+        if self.sync_finished() {
+            return Err(OfferError::NotSyncing);
+        }
+        self.offer.try_send(block).map_err(|e| match e {
+            crossbeam::channel::TrySendError::Full(_) => OfferError::Full,
+            crossbeam::channel::TrySendError::Disconnected(_) => OfferError::NotSyncing,
+        })
     }
 
     /// Whether the sync thread has finished (with `exit_when_synced`).

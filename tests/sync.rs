@@ -58,3 +58,49 @@ fn client_false_node_serves_but_never_syncs() {
     assert_eq!(store.head().expect("head").number, 0);
     node.shutdown();
 }
+
+/// The beacon helper over the real threads (`Node::offer_block`): the
+/// node syncs to its peer's head (30), then the host offers blocks the
+/// peer does not have, out of order (32, then 31); the sync thread
+/// commits them in order and counts them; a stale block is refused at
+/// once.
+#[test]
+fn offered_blocks_reach_the_store_through_the_node_api() {
+    let (genesis, _, blocks) = common::chain(common::spec(3, 50, 8), 2, 40);
+    let src = serving(&genesis, &blocks[..30]);
+    let (store, _dir) = common::store(&genesis, &[]);
+    let mut config = Config::for_network(Network::Localnet);
+    config.sync.client = true;
+    let mut settings = streamsync::sync::SyncSettings::from_sync(&config.sync);
+    settings.init_streams = 1;
+    settings.min_peers = 1;
+    let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
+    cfg.boot = vec![src.node.peer_addr()];
+    cfg.sync = Some(settings);
+    let node = Node::start(cfg, store.clone(), NodeIdentity::generate(), Some(store.clone()))
+        .expect("node");
+    let head_reaches = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if store.head().expect("head").number >= n {
+                return true;
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(head_reaches(30), "did not sync to the peer's head");
+    assert_eq!(node.offer_block(blocks[31].clone()), Ok(()));
+    assert_eq!(node.offer_block(blocks[30].clone()), Ok(()));
+    assert!(head_reaches(32), "offered blocks not committed");
+    assert_eq!(
+        store.hash_by_number(32).expect("read"),
+        Some(blocks[31].block.hash())
+    );
+    assert_eq!(node.status().sync.beacon_inserted, 2);
+    assert!(matches!(
+        node.offer_block(blocks[4].clone()),
+        Err(streamsync::node::OfferError::Stale { number: 5, .. })
+    ));
+    node.shutdown();
+}

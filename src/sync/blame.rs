@@ -80,6 +80,13 @@ impl Provenance {
         self.body.get(&n).copied()
     }
 
+    /// Forgets who claimed or served block `n` (the host node offered
+    /// it: no stream answers for it).
+    pub fn forget(&mut self, n: u64) {
+        self.hash.remove(&n);
+        self.body.remove(&n);
+    }
+
     /// Forgets blocks at or below `n` (committed).
     pub fn prune_to(&mut self, n: u64) {
         self.hash = self.hash.split_off(&(n + 1));

@@ -737,11 +737,26 @@ impl SyncMachine {
         }
         let base = self.head() + 1;
         let keep_len = (keep + 1 - base) as usize;
+        let mut give_back = Vec::new();
         for s in self.slots.iter_mut().skip(keep_len) {
             if let Some(b) = s.body.take() {
                 self.held = self.held.saturating_sub(b.mem_bytes());
+                if self.beacon.get(&b.number()) == Some(&b.hash) {
+                    give_back.push(*b);
+                }
             }
             *s = Default::default();
+        }
+        // Offered blocks above go back to the buffer (no peer needs to
+        // serve them); offered blocks in a batch that failed are gone.
+        self.beacon = {
+            let mut below = std::mem::take(&mut self.beacon);
+            below.split_off(&(keep + 1));
+            below
+        };
+        for b in give_back {
+            self.offered_bytes += b.len();
+            self.offered.insert(b.number(), b);
         }
         // Below `keep`, requests that were cancelled leave their numbers.
         for s in self.slots.iter_mut().take(keep_len) {

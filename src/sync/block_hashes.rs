@@ -78,11 +78,18 @@ impl SyncMachine {
             }
             return Some((a, last));
         }
+        // Numbers whose hash is in hand (offered blocks) are not asked.
+        while self.hash_next <= end && self.slot(self.hash_next).is_some_and(|s| s.hash.is_some()) {
+            self.hash_next += 1;
+        }
         if self.hash_next > end {
             return None;
         }
         let a = self.hash_next;
-        let last = end.min(a + size - 1);
+        let mut last = a;
+        while last < end.min(a + size - 1) && self.slot(last + 1).is_none_or(|s| s.hash.is_none()) {
+            last += 1;
+        }
         self.hash_next = last + 1;
         Some((a, last))
     }

@@ -31,7 +31,7 @@ use super::writer::{self, WriterJob};
 use super::{StageError, SyncOutcome};
 use crate::chain::audit::audit_chain;
 use crate::chain::verify::SegmentCheck;
-use crate::chain::{ChainBackend, StageId};
+use crate::chain::{ChainBackend, SealedBlock, StageId};
 use crate::metrics::names;
 use crate::request::RequestOptions;
 use crate::runtime::{HostHandle, RequestResult};
@@ -80,7 +80,12 @@ impl std::fmt::Debug for SyncThread {
 
 impl SyncThread {
     /// Runs the sync until stopped (or synced, with `exit_when_synced`).
-    pub fn run(self, triggers: &Receiver<()>, exit_when_synced: bool) -> SyncOutcome {
+    pub fn run(
+        self,
+        triggers: &Receiver<()>,
+        offers: &Receiver<SealedBlock>,
+        exit_when_synced: bool,
+    ) -> SyncOutcome {
         if let Err(e) = self.check_own_chain() {
             tracing::error!(error = %e, "cannot sync");
             self.status.write().last_error = Some(e.to_string());
@@ -110,7 +115,15 @@ impl SyncThread {
             Ok(w) => w,
             Err(e) => return SyncOutcome::Failed(format!("cannot start the writer: {e}")),
         };
-        let outcome = self.drive(&mut machine, triggers, &in_tx, &in_rx, &job_tx, &writer);
+        let outcome = self.drive(
+            &mut machine,
+            triggers,
+            offers,
+            &in_tx,
+            &in_rx,
+            &job_tx,
+            &writer,
+        );
         drop(job_tx);
         if writer.join().is_err() {
             return SyncOutcome::Failed("the sync writer thread panicked".into());
@@ -118,10 +131,12 @@ impl SyncThread {
         outcome
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn drive(
         &self,
         m: &mut SyncMachine,
         triggers: &Receiver<()>,
+        offers: &Receiver<SealedBlock>,
         in_tx: &Sender<Input>,
         in_rx: &Receiver<Input>,
         jobs: &Sender<WriterJob>,
@@ -184,6 +199,14 @@ impl SyncThread {
                     if t.is_ok() && !self.stop.load(Ordering::Relaxed) {
                         metrics::counter!(names::CONSENSUS_TRIGGER).increment(1);
                         m.handle_trigger(Instant::now());
+                    }
+                }
+                recv(offers) -> b => {
+                    if let Ok(b) = b {
+                        let number = b.number();
+                        if let Err(e) = m.handle_offered(b, Instant::now()) {
+                            tracing::debug!(number, error = %e, "offered block refused");
+                        }
                     }
                 }
                 default(timeout) => m.handle_timeout(Instant::now()),

@@ -51,6 +51,7 @@ impl SyncMachine {
         });
         self.progressed(now);
         self.ensure_slots(self.window_end());
+        self.fill_offered();
         self.touch();
     }
 

@@ -396,6 +396,15 @@ pub struct SyncMachine {
     pub(super) reserved: usize,
     /// Mean raw block size seen (bytes).
     pub(super) block_bytes: f64,
+    // ---- beacon helper ----
+    /// Blocks the host node offered, by number, not yet in the window
+    /// (at most `beacon::MAX_OFFERED`, `beacon::MAX_OFFERED_BYTES`).
+    pub(super) offered: BTreeMap<u64, SealedBlock>,
+    /// Raw bytes of `offered`.
+    pub(super) offered_bytes: usize,
+    /// Offered blocks placed in the window, by number: counted when
+    /// committed (at most the window's slots).
+    pub(super) beacon: BTreeMap<u64, B256>,
     // ---- blame ----
     pub(super) prov: Provenance,
     pub(super) claims: Claims,
@@ -507,6 +516,9 @@ impl SyncMachine {
             held: 0,
             reserved: 0,
             block_bytes: 0.0,
+            offered: BTreeMap::new(),
+            offered_bytes: 0,
+            beacon: BTreeMap::new(),
             prov: Provenance::default(),
             claims: Claims::default(),
             last_progress: now,
@@ -786,7 +798,7 @@ impl SyncMachine {
     // ---- internals shared by the stages ----
 
     /// Runs whatever can run now, in stage order.
-    fn step(&mut self, now: Instant) {
+    pub(super) fn step(&mut self, now: Instant) {
         if self.deferred {
             self.step_pending = true;
             return;
@@ -795,6 +807,7 @@ impl SyncMachine {
         for id in std::mem::take(&mut self.pending_fail) {
             self.fail_request(id, now);
         }
+        self.use_offered(now);
         match &self.phase {
             Phase::Idle { until } if *until <= now => self.start_heads(now),
             Phase::Heads(r) if r.deadline <= now || r.complete() => self.decide_heads(now),

@@ -15,6 +15,8 @@
 //! - [`window`]: per-stream request windows from the measured
 //!   bandwidth-delay product; streams ranked by delivered bytes/s.
 //! - [`ranges`]: the retry queues' sets of block numbers.
+//! - [`beacon`]: the beacon helper: blocks the host node offers
+//!   (`Node::offer_block`), verified and committed in order.
 //! - [`blame`]: who pays for what, in one place; [`claims`]: hash claims
 //!   waiting for proof.
 //! - [`resume`]: where a (re)started sync begins (tip, committees, what
@@ -32,6 +34,7 @@
 //! chain and is covered by a verified commit signature of the committee its
 //! epoch's chain of hand-overs established (see `chain::verify`).
 
+pub mod beacon;
 pub mod blame;
 pub mod block_bodies;
 pub mod block_hashes;

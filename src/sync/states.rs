@@ -144,7 +144,9 @@ impl SyncMachine {
                 }
             }
             let short = self.short_range && first >= self.cycle_start && last <= self.cycle_end;
-            let policy = if short {
+            // Offered blocks: every signature, as in a short range.
+            let offered = self.beacon.range(first..=last).next().is_some();
+            let policy = if short || offered {
                 SigPolicy::All
             } else {
                 self.settings.sig_policy()
@@ -298,6 +300,7 @@ impl SyncMachine {
         let hashes: Vec<(u64, crate::crypto::B256)> =
             b.blocks.iter().map(|x| (x.number(), x.hash)).collect();
         self.prov.prune_to(b.last);
+        self.count_beacon(&hashes);
         let liars = self.claims.settle(&hashes);
         for peer in liars {
             self.status.liars_proven += 1;

@@ -44,6 +44,11 @@ pub struct SyncStatus {
     pub unservable: u64,
     /// Consensus triggers taken.
     pub consensus_triggers: u64,
+    /// Blocks the host node offered (beacon helper) that were buffered.
+    pub offered: u64,
+    /// Offered blocks committed
+    /// (`hmy_staged_stream_sync_num_blocks_inserted_beacon_helper`).
+    pub beacon_inserted: u64,
     /// Staged hashes a restarted node kept (not downloaded again).
     pub restored_hashes: u64,
     /// Staged blocks a restarted node kept (not downloaded again).

@@ -67,6 +67,9 @@ struct Net {
     max_in_flight: HashMap<StreamId, usize>,
     /// Every action the machine gave, described, when recording.
     log: Option<Vec<String>>,
+    /// Blocks counted in `hmy_staged_stream_sync_num_blocks_inserted_beacon_helper`
+    /// by the machine's `Stat` actions.
+    beacon_stat: u64,
 }
 
 /// An action in a line, without the blocks it carries.
@@ -221,6 +224,7 @@ impl Net {
             remove_blamed: true,
             max_in_flight: HashMap::new(),
             log: log.then(Vec::new),
+            beacon_stat: 0,
         };
         net.streams();
         net
@@ -369,6 +373,11 @@ impl Net {
                     for (s, n) in &w.progress {
                         self.checkpoints.insert(*s, *n);
                     }
+                }
+                Action::Stat(super::finish::Stat::Counter(name, n))
+                    if name == crate::metrics::names::NUM_BLOCKS_INSERTED_BEACON_HELPER =>
+                {
+                    self.beacon_stat += n;
                 }
                 Action::Unstage { .. } | Action::Status(_) | Action::Stat(_) => {}
             }
@@ -800,4 +809,106 @@ fn numbers_of_overlapping_hash_requests_on_a_lost_stream_are_asked_again() {
         .copied()
         .collect();
     assert!(lost.is_empty(), "never asked again: {lost:?}");
+}
+
+/// The beacon helper: blocks offered out of order (3, 1, 2) with no peer
+/// at all are verified with every signature checked and committed in
+/// order, and counted in the beacon metric.
+#[test]
+fn offered_blocks_out_of_order_are_committed_in_order_and_counted() {
+    let mut net = Net::new(60, &[], |_| {});
+    let now = net.now;
+    for n in [3u64, 1, 2] {
+        let b = SealedBlock::seal(net.blocks[n as usize - 1].clone());
+        assert_eq!(net.m.handle_offered(b, now), Ok(()), "block {n}");
+        net.pump();
+    }
+    assert!(
+        net.run_until(Duration::from_secs(10), |n| n.m.head() >= 3),
+        "head {}",
+        net.head()
+    );
+    let numbers: Vec<u64> = net.committed.iter().map(|b| b.number()).collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    assert_eq!(
+        net.committed.iter().map(|b| b.hash).collect::<Vec<_>>(),
+        net.hashes[..3].to_vec()
+    );
+    assert_eq!(net.m.status().sigs_verified, 3, "every signature checked");
+    assert_eq!(net.beacon_stat, 3, "counted in the beacon metric");
+    assert_eq!(net.m.status().beacon_inserted, 3);
+    let stale = SealedBlock::seal(net.blocks[1].clone());
+    assert!(matches!(
+        net.m.handle_offered(stale, net.now),
+        Err(super::beacon::OfferError::Stale { number: 2, head: 3 })
+    ));
+}
+
+/// A forged offered block (its commit signature broken) is refused: not
+/// committed, nobody blamed; the genuine block offered after it is.
+#[test]
+fn a_forged_offered_block_is_refused_and_blames_nobody() {
+    let mut net = Net::new(60, &[], |_| {});
+    let mut forged = net.blocks[0].clone();
+    forged.commit_sig.signature[5] ^= 0x40;
+    let now = net.now;
+    assert_eq!(net.m.handle_offered(SealedBlock::seal(forged), now), Ok(()));
+    net.run_until(Duration::from_secs(5), |_| false);
+    assert!(net.committed.is_empty(), "the forged block was committed");
+    assert!(net.blamed.is_empty(), "blamed {:?}", net.blamed);
+    assert_eq!(net.beacon_stat, 0);
+    let genuine = SealedBlock::seal(net.blocks[0].clone());
+    let now = net.now;
+    assert_eq!(net.m.handle_offered(genuine, now), Ok(()));
+    assert!(net.run_until(Duration::from_secs(5), |n| n.m.head() >= 1));
+    assert_eq!(net.committed[0].hash, net.hashes[0]);
+    assert_eq!(net.beacon_stat, 1);
+}
+
+/// An offered block above a gap starts a short-range sync at once, which
+/// downloads the gap from peers; the offered block itself is not asked.
+#[test]
+fn an_offered_block_past_a_gap_triggers_a_short_range_sync() {
+    // Two peers at height 20 (they never claimed more).
+    let mut net = Net::new(60, &[], |_| {});
+    for i in 1..=2u8 {
+        net.peers.push(Remote {
+            info: info(StreamId::from(i), i),
+            behaviour: Peer::Honest,
+            delay: Duration::from_millis(20),
+            height: 20,
+            served: Vec::new(),
+        });
+    }
+    net.streams();
+    assert!(net.run_until(Duration::from_secs(30), |n| n.m.head() >= 20));
+    // Idle and synced: the next Heads round is a while away.
+    net.run_until(Duration::from_secs(1), |_| false);
+    let short_before = net.m.status().short_ranges;
+    for p in &mut net.peers {
+        p.height = 24;
+        p.served.clear();
+    }
+    let now = net.now;
+    let b = SealedBlock::seal(net.blocks[23].clone());
+    assert_eq!(net.m.handle_offered(b, now), Ok(()));
+    assert!(
+        net.run_until(Duration::from_millis(500), |n| n.m.head() >= 24),
+        "the gap was not synced at once: head {} status {:?}",
+        net.head(),
+        net.m.status()
+    );
+    assert_eq!(net.m.status().short_ranges, short_before + 1);
+    let served: Vec<u64> = net.peers.iter().flat_map(|p| p.served.clone()).collect();
+    for n in 21..=23 {
+        assert!(
+            served.contains(&n),
+            "gap block {n} not downloaded: {served:?}"
+        );
+    }
+    assert!(
+        !served.contains(&24),
+        "the offered block was downloaded too"
+    );
+    assert_eq!(net.beacon_stat, 1);
 }
