@@ -249,7 +249,7 @@ fn probe_block_bytes(spec: &GenesisSpec, txs: u32) -> Result<f64, GenError> {
 /// The transfers per block that make the blocks of `spec` about `bytes`
 /// bytes long on average, encoded with their commit signature
 /// (`BlockWithSig::to_bytes`, what a peer sends). Measured on a few probe
-/// blocks with no and with [`SIZE_PROBE_TXS`] transfers (a block grows
+/// blocks with no and with `SIZE_PROBE_TXS` transfers (a block grows
 /// linearly, ~47 bytes per transfer); later blocks come out a few percent
 /// larger as the nonces grow. Fails if `bytes` is below an empty block or
 /// above a block of `MAX_TRANSFERS_PER_BLOCK` transfers.

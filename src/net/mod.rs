@@ -2,7 +2,7 @@
 //! node's libp2p identity bound to every stream, protocol-id matching, frames.
 //!
 //! Owns: the listener, every connection, their Noise sessions and buffers.
-//! Runs on the `net` thread ([`reactor`]); everything else talks to it through
+//! Runs on the `net` thread (`reactor`); everything else talks to it through
 //! [`NetHandle`] (commands over a crossbeam channel plus a mio `Waker`) and
 //! hears from it on two channels: [`NetEvent`]s (stream up/down, responses)
 //! and [`InboundRequest`]s (for the server pool). It never blocks: a full
