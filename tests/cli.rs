@@ -619,3 +619,38 @@ fn ctrl_c_stops_localnets_node_with_one_signal_and_keep_keeps_the_work_dir() {
         "the node was not stopped by exactly one SIGTERM; its log:\n{log}"
     );
 }
+
+/// `localnet --plot FILE.svg` draws the run: each stage's line and a bar
+/// per serving peer, named.
+#[test]
+fn localnet_plot_draws_each_stage_and_each_serving_peer() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let svg = tmp.path().join("run.svg");
+    let out = streamsync(&[
+        "localnet",
+        "--blocks",
+        "300",
+        "--peers",
+        "2",
+        "--committee",
+        "4",
+        "--json",
+        "--plot",
+        svg.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).expect("the picture was written");
+    for name in [
+        "BlockHashes (staged)",
+        "BlockBodies (staged)",
+        "States (committed)",
+        "peer 0",
+        "peer 1",
+    ] {
+        assert!(text.contains(name), "{name} missing from the picture");
+    }
+}

@@ -34,6 +34,7 @@ use streamsync::store::{Store, StoreOptions};
 use streamsync::stream::PeerAddr;
 use streamsync::wire::ProtocolId;
 
+use super::localnet_plot;
 use super::signals::StopSignal;
 use super::{CliError, LinkArgs};
 
@@ -192,6 +193,10 @@ pub struct Args {
     /// The WAN link of every node: the serving peers and the syncing node.
     #[command(flatten)]
     link: LinkArgs,
+    /// Draw the run into this SVG file: blocks over time per stage, and
+    /// each serving peer's share of the blocks served.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 /// Time the serving peers get to take a flood's opening burst.
@@ -372,6 +377,7 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
     // 2. Serving peers; the byzantine ones are the last ones, peer 0 (the
     // boot peer) is honest.
     let mut peers: Vec<Node> = Vec::new();
+    let mut labels: Vec<String> = Vec::new();
     let mut boot = None;
     for i in 0..a.peers {
         let byz = (i >= a.peers - a.byzantine).then(|| a.behaviours[i - (a.peers - a.byzantine)]);
@@ -398,6 +404,10 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
                 .unwrap_or_default()
         ));
         peers.push(node);
+        labels.push(match byz {
+            Some(b) => format!("peer {i} ({})", b.name()),
+            None => format!("peer {i}"),
+        });
     }
     let boot = boot.ok_or("no boot peer")?;
     if let Some(i) = stop.interrupted() {
@@ -425,6 +435,7 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
             min_peers,
             source_head.number,
             stop,
+            &mut Vec::new(),
         ) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -450,7 +461,28 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
         ));
         f
     });
-    let outcome = sync_once(a, work, "sync", &boot, min_peers, source_head.number, stop);
+    let served_before: Vec<u64> = peers.iter().map(|p| p.host().blocks_served()).collect();
+    let mut samples = Vec::new();
+    let outcome = sync_once(
+        a,
+        work,
+        "sync",
+        &boot,
+        min_peers,
+        source_head.number,
+        stop,
+        &mut samples,
+    );
+    // What each peer served to this sync (not to the reference run).
+    let served: Vec<localnet_plot::Served> = peers
+        .iter()
+        .zip(&labels)
+        .zip(&served_before)
+        .map(|((p, label), before)| localnet_plot::Served {
+            label: label.clone(),
+            blocks: p.host().blocks_served().saturating_sub(*before),
+        })
+        .collect();
     let flood_stats = flood.as_ref().map(|f| {
         serde_json::json!({
             "connections": a.flood,
@@ -531,6 +563,10 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
             if head_match { "yes" } else { "NO" }
         );
     }
+    if let Some(path) = &a.plot {
+        localnet_plot::draw(&samples, &served, path)?;
+        say(format!("picture: {}", path.display()));
+    }
     if !head_match {
         return Err("synced head differs from the source".into());
     }
@@ -540,6 +576,7 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
 /// Runs one syncing node (a child process, its own memory and report) in
 /// `work/name` until it is synced, and returns its `--json` report. On a
 /// stop signal the child is stopped and the interruption returned.
+#[allow(clippy::too_many_arguments)]
 fn sync_once(
     a: &Args,
     work: &std::path::Path,
@@ -548,6 +585,7 @@ fn sync_once(
     min_peers: usize,
     target: u64,
     stop: &StopSignal,
+    samples: &mut Vec<localnet_plot::Sample>,
 ) -> Result<serde_json::Value, CliError> {
     let status_addr = match a.metrics {
         Some(m) => m,
@@ -595,6 +633,12 @@ fn sync_once(
             return Err(i.into());
         }
         if let Some(s) = http_get_json(status_addr, "/status") {
+            samples.push(localnet_plot::Sample {
+                t: started.elapsed().as_secs_f64(),
+                hashes: s["hashes_staged_to"].as_u64().unwrap_or(0),
+                bodies: s["bodies_staged_to"].as_u64().unwrap_or(0),
+                head: s["head"].as_u64().unwrap_or(0),
+            });
             pbar.set_position(s["head"].as_u64().unwrap_or(0));
             pbar.set_message(format!(
                 "{:<11} {:>8.0} blocks/s  streams {}",
@@ -606,8 +650,11 @@ fn sync_once(
         if started.elapsed() > Duration::from_secs(3600) {
             return Err("sync did not finish within an hour".into());
         }
-        std::thread::park_timeout(Duration::from_millis(200));
+        // Finer samples for the picture.
+        let poll = if a.plot.is_some() { 25 } else { 200 };
+        std::thread::park_timeout(Duration::from_millis(poll));
     };
+    let ended = started.elapsed().as_secs_f64();
     pbar.finish_and_clear();
     let mut last = String::new();
     if let Some(out) = child.0.stdout.take() {
@@ -620,5 +667,16 @@ fn sync_once(
             format!("syncing node failed ({exit}); see its log in --keep DIR/{name}.log").into(),
         );
     }
-    serde_json::from_str(&last).map_err(|e| format!("syncing node report: {e}: {last}").into())
+    let report: serde_json::Value = serde_json::from_str(&last)
+        .map_err(|e| -> CliError { format!("syncing node report: {e}: {last}").into() })?;
+    if let Some(head) = report["head"].as_u64() {
+        // The node has left: its last state is its report's.
+        samples.push(localnet_plot::Sample {
+            t: ended,
+            hashes: head,
+            bodies: head,
+            head,
+        });
+    }
+    Ok(report)
 }

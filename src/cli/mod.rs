@@ -10,6 +10,7 @@ mod dump_config;
 mod gen_chain;
 mod inspect;
 mod localnet;
+mod localnet_plot;
 mod node;
 mod signals;
 mod sim_plot;

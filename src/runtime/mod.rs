@@ -401,6 +401,11 @@ impl Host {
         s
     }
 
+    /// Blocks the server has sent to peers since the node started.
+    pub fn blocks_served(&self) -> u64 {
+        self.server.as_ref().map_or(0, Server::blocks_served)
+    }
+
     /// Stops everything and joins every thread.
     pub fn shutdown(&mut self) {
         let _ = self.stream_tx.send(StreamCmd::Shutdown);

@@ -10,6 +10,7 @@
 pub mod handler;
 pub mod rate_limit;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -55,6 +56,7 @@ impl Default for ServerConfig {
 /// closes (the network thread stopped); [`Server::join`] waits for them.
 pub struct Server {
     workers: Vec<JoinHandle<()>>,
+    served: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Server {
@@ -72,6 +74,8 @@ struct Shared {
     peers: Arc<PeerSource>,
     soft_limit: usize,
     answer: bool,
+    /// Blocks sent in answers (block and epoch-state answers), since start.
+    served: Arc<AtomicU64>,
 }
 
 impl Server {
@@ -84,7 +88,9 @@ impl Server {
         requests: Receiver<InboundRequest>,
         peers: Arc<PeerSource>,
     ) -> std::io::Result<Server> {
+        let served = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
+            served: served.clone(),
             backend,
             net,
             limiter: Mutex::new(RateLimiter::new(cfg.limits, Instant::now())),
@@ -101,7 +107,13 @@ impl Server {
                     .spawn(move || worker(&shared, &requests))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Server { workers })
+        Ok(Server { workers, served })
+    }
+
+    /// Blocks this server has sent in answers since it started (what
+    /// `localnet --plot` draws per peer).
+    pub fn blocks_served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Waits for the workers (they end when the network thread stops).
@@ -159,6 +171,7 @@ fn worker(s: &Shared, requests: &Receiver<InboundRequest>) {
         if s.net.send_encoded(req.stream, frame).is_err() {
             return;
         }
+        s.served.fetch_add(blocks as u64, Ordering::Relaxed);
         delay.record(req.received.elapsed().as_secs_f64());
     }
 }
