@@ -77,8 +77,13 @@ fn offered_blocks_reach_the_store_through_the_node_api() {
     let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
     cfg.boot = vec![src.node.peer_addr()];
     cfg.sync = Some(settings);
-    let node = Node::start(cfg, store.clone(), NodeIdentity::generate(), Some(store.clone()))
-        .expect("node");
+    let node = Node::start(
+        cfg,
+        store.clone(),
+        NodeIdentity::generate(),
+        Some(store.clone()),
+    )
+    .expect("node");
     let head_reaches = |n: u64| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::time::Instant::now() < deadline {
