@@ -20,7 +20,7 @@ pub enum ConfigError {
         key: String,
     },
     /// `SyncMode` 1 (FastSync) or 2 (SnapSync), reserved by the guide.
-    #[error("Sync.SyncMode = {0}: FastSync (1) and SnapSync (2) are reserved and not yet available; use 0 (FullSync)")]
+    #[error("Sync.SyncMode = {0}: FastSync (1) and SnapSync (2) are reserved for future implementation; only 0 (FullSync) is implemented")]
     ModeUnavailable(i64),
     /// A network name that is not one of the presets.
     #[error("unknown network {0:?}: expected mainnet, testnet, localnet or partner")]

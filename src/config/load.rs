@@ -30,6 +30,22 @@ pub fn load_str(text: &str, network: Option<Network>) -> Result<Config, ConfigEr
     load_named(text, "<string>", network)
 }
 
+/// Sets one key of `cfg` as if its file said `key = value`, with the same
+/// type and range checks: `key` is the path under `[Sync]`, e.g.
+/// `Concurrency` or `StagedSyncCfg.VerifyAllSig`. The rules between keys are
+/// left to [`Config::validate`], to run once every override is in.
+pub fn set_sync_key(cfg: &mut Config, key: &str, value: Value) -> Result<(), ConfigError> {
+    let mut path = key.rsplit('.');
+    let mut table = Table::new();
+    table.insert(path.next().unwrap_or(key).to_string(), value);
+    for outer in path {
+        let mut t = Table::new();
+        t.insert(outer.to_string(), Value::Table(table));
+        table = t;
+    }
+    apply_sync(&mut cfg.sync, &table)
+}
+
 fn load_named(text: &str, path: &str, network: Option<Network>) -> Result<Config, ConfigError> {
     let root: Table = text
         .parse()
@@ -495,6 +511,23 @@ Version = "2.5.0"
         t.log_progress = true;
         t.debug_mode = true;
         assert_eq!(load_str(&c.to_toml(), None).expect("loads"), c);
+    }
+
+    #[test]
+    fn set_sync_key_sets_sync_and_staged_keys_with_the_files_checks() {
+        let mut c = Config::for_network(Network::Mainnet);
+        set_sync_key(&mut c, "ServerWorkers", Value::Integer(7)).expect("in range");
+        set_sync_key(&mut c, "CheckInterval", Value::String("45s".into())).expect("duration");
+        set_sync_key(&mut c, "StagedSyncCfg.UseMemDB", Value::Boolean(false)).expect("bool");
+        assert_eq!(c.sync.limits.server_workers, 7);
+        assert_eq!(c.sync.check_interval, Duration::from_secs(45));
+        assert!(!c.sync.staged.use_mem_db);
+        let e = set_sync_key(&mut c, "Concurrency", Value::Integer(0)).unwrap_err();
+        assert!(e.to_string().contains("Sync.Concurrency"), "{e}");
+        let e = set_sync_key(&mut c, "StagedSyncCfg.Nope", Value::Boolean(true)).unwrap_err();
+        assert!(matches!(e, ConfigError::UnknownKey { key } if key == "Sync.StagedSyncCfg.Nope"));
+        let e = set_sync_key(&mut c, "SyncMode", Value::Integer(1)).unwrap_err();
+        assert!(matches!(e, ConfigError::ModeUnavailable(1)));
     }
 
     #[test]
