@@ -605,7 +605,10 @@ fn sync_once(
         .args(["--sync.downloader", "true"])
         .args(["--sync.init-peers", &a.peers.to_string()])
         .args(["--sync.min-peers", &min_peers.to_string()])
-        .args(["--sync.verify-all-sig", &a.verify_all_sig.to_string()])
+        .args([
+            "--sync.staged.verify-all-sig",
+            &a.verify_all_sig.to_string(),
+        ])
         .args(["--metrics", &status_addr.to_string()])
         .args(["--genesis-seed", &a.seed.to_string()])
         .args(["--committee", &a.committee.to_string()])
@@ -617,7 +620,7 @@ fn sync_once(
         .stderr(Stdio::from(log));
     tie_to_parent(&mut cmd);
     if let Some(m) = a.max_blocks_per_cycle {
-        cmd.args(["--sync.max-blocks-per-cycle", &m.to_string()]);
+        cmd.args(["--sync.staged.max-blocks-per-sync-cycle", &m.to_string()]);
     }
     let mut child = ChildNode(cmd.spawn()?);
     let pbar = bar(target, "{spinner} {msg} [{bar:30}] {pos}/{len}");

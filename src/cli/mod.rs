@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use streamsync::config::Network;
 use streamsync::net::LinkProfile;
 
+mod config_flags;
 mod dump_config;
 mod gen_chain;
 mod inspect;

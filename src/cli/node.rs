@@ -1,12 +1,10 @@
 //! `streamsync node`: run a node (server always; the sync client when
 //! `Client` / `--sync.downloader` is on).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamsync::chain::{ChainBackend, GenesisSpec};
-use streamsync::config::{self, Config, Network};
 use streamsync::crypto::hash::to_hex;
 use streamsync::crypto::NodeIdentity;
 use streamsync::metrics::MetricsServer;
@@ -17,19 +15,21 @@ use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncOutcome;
 use streamsync::wire::ProtocolId;
 
+use super::config_flags::ConfigArgs;
 use super::signals::StopSignal;
-use super::{cpu_seconds, parse_network, peak_rss_mb, CliError, DataDir, LinkArgs};
+use super::{cpu_seconds, peak_rss_mb, CliError, DataDir, LinkArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     dir: DataDir,
-    /// A `harmony.conf`-style TOML file.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// Network (default: the file's, else mainnet).
-    #[arg(long, value_parser = parse_network)]
-    network: Option<Network>,
+    /// Network, file and `--sync.*` flags: the effective configuration.
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    /// Print the effective configuration (TOML, as `dump-config` does) and
+    /// exit without starting anything.
+    #[arg(long)]
+    print_config: bool,
     /// Listen address.
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0", value_name = "MULTIADDR")]
     listen: String,
@@ -52,8 +52,6 @@ pub struct Args {
     link: LinkArgs,
     #[command(flatten)]
     genesis: GenesisArgs,
-    #[command(flatten)]
-    sync: SyncFlags,
 }
 
 /// The genesis of a new datadir (ignored when the datadir has a chain).
@@ -74,177 +72,6 @@ pub struct GenesisArgs {
     /// Shard id.
     #[arg(long, default_value_t = 0)]
     pub shard: u32,
-}
-
-/// Command-line overrides of `[Sync]` keys (the guide's flag names).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SyncFlags {
-    /// `Enabled`.
-    #[arg(long = "sync")]
-    pub enabled: Option<bool>,
-    /// `SyncMode` (0 only).
-    #[arg(long = "sync.mode")]
-    pub mode: Option<i64>,
-    /// `Client`: run the downloader.
-    #[arg(long = "sync.downloader")]
-    pub downloader: Option<bool>,
-    /// `Concurrency`.
-    #[arg(long = "sync.concurrency")]
-    pub concurrency: Option<usize>,
-    /// `MinPeers`.
-    #[arg(long = "sync.min-peers")]
-    pub min_peers: Option<usize>,
-    /// `InitStreams`.
-    #[arg(long = "sync.init-peers")]
-    pub init_peers: Option<usize>,
-    /// `HeadsVotesPerIP` (0 = no cap).
-    #[arg(long = "sync.heads-votes-per-ip")]
-    pub heads_votes_per_ip: Option<usize>,
-    /// `MaxInboundStreams`: inbound connections at once.
-    #[arg(long = "sync.max-inbound-streams")]
-    pub max_inbound_streams: Option<usize>,
-    /// `MaxOutboundStreams`: outbound connections at once.
-    #[arg(long = "sync.max-outbound-streams")]
-    pub max_outbound_streams: Option<usize>,
-    /// `StreamsPerIP`: open inbound streams from one IP (0 = no cap).
-    #[arg(long = "sync.streams-per-ip")]
-    pub streams_per_ip: Option<usize>,
-    /// `MaxPendingHandshakes`: inbound handshakes at once.
-    #[arg(long = "sync.max-pending-handshakes")]
-    pub max_pending_handshakes: Option<usize>,
-    /// `HandshakesPerIP`: inbound handshakes at once from one IP (0 = no cap).
-    #[arg(long = "sync.handshakes-per-ip")]
-    pub handshakes_per_ip: Option<usize>,
-    /// `ReadBufferBudget`: bytes all receive buffers may hold together.
-    #[arg(long = "sync.read-buffer-budget", value_name = "BYTES")]
-    pub read_buffer_budget: Option<usize>,
-    /// `ServerWorkers`.
-    #[arg(long = "sync.server-workers")]
-    pub server_workers: Option<usize>,
-    /// `ServerQueue`.
-    #[arg(long = "sync.server-queue")]
-    pub server_queue: Option<usize>,
-    /// `StreamRequestRate`.
-    #[arg(long = "sync.stream-request-rate")]
-    pub stream_request_rate: Option<u64>,
-    /// `StreamRequestBurst`.
-    #[arg(long = "sync.stream-request-burst")]
-    pub stream_request_burst: Option<u64>,
-    /// `StreamByteRate`.
-    #[arg(long = "sync.stream-byte-rate")]
-    pub stream_byte_rate: Option<u64>,
-    /// `StreamByteBurst`.
-    #[arg(long = "sync.stream-byte-burst")]
-    pub stream_byte_burst: Option<u64>,
-    /// `StreamBlockRate`.
-    #[arg(long = "sync.stream-block-rate")]
-    pub stream_block_rate: Option<u64>,
-    /// `StreamBlockBurst`.
-    #[arg(long = "sync.stream-block-burst")]
-    pub stream_block_burst: Option<u64>,
-    /// `GlobalRequestRate`.
-    #[arg(long = "sync.global-request-rate")]
-    pub global_request_rate: Option<u64>,
-    /// `GlobalRequestBurst`.
-    #[arg(long = "sync.global-request-burst")]
-    pub global_request_burst: Option<u64>,
-    /// `GlobalByteRate`.
-    #[arg(long = "sync.global-byte-rate")]
-    pub global_byte_rate: Option<u64>,
-    /// `GlobalByteBurst`.
-    #[arg(long = "sync.global-byte-burst")]
-    pub global_byte_burst: Option<u64>,
-    /// `GlobalBlockRate`.
-    #[arg(long = "sync.global-block-rate")]
-    pub global_block_rate: Option<u64>,
-    /// `GlobalBlockBurst`.
-    #[arg(long = "sync.global-block-burst")]
-    pub global_block_burst: Option<u64>,
-    /// `RateLimitTolerance`.
-    #[arg(long = "sync.rate-limit-tolerance")]
-    pub rate_limit_tolerance: Option<u32>,
-    /// `MaxAdvertiseWaitTime`, minutes.
-    #[arg(long = "sync.max-advertise-wait-time")]
-    pub max_advertise_wait_time: Option<u64>,
-    /// `DiscSoftLowCap`.
-    #[arg(long = "sync.disc.soft-low-cap")]
-    pub soft_low_cap: Option<usize>,
-    /// `DiscHardLowCap`.
-    #[arg(long = "sync.disc.hard-low-cap")]
-    pub hard_low_cap: Option<usize>,
-    /// `DiscHighCap`.
-    #[arg(long = "sync.disc.hi-cap")]
-    pub hi_cap: Option<usize>,
-    /// `DiscBatch`.
-    #[arg(long = "sync.disc.batch")]
-    pub disc_batch: Option<usize>,
-    /// `VerifyAllSig`.
-    #[arg(long = "sync.verify-all-sig")]
-    pub verify_all_sig: Option<bool>,
-    /// `MaxBlocksPerSyncCycle` (0 = all in one cycle).
-    #[arg(long = "sync.max-blocks-per-cycle")]
-    pub max_blocks_per_cycle: Option<u64>,
-    /// `UseMemDB`.
-    #[arg(long = "sync.use-mem-db")]
-    pub use_mem_db: Option<bool>,
-    /// `LogProgress`.
-    #[arg(long = "sync.log-progress")]
-    pub log_progress: Option<bool>,
-    /// `DebugMode`.
-    #[arg(long = "sync.debug-mode")]
-    pub debug_mode: Option<bool>,
-}
-
-impl SyncFlags {
-    /// Applies the flags to `c` and validates the result.
-    pub fn apply(&self, c: &mut Config) -> Result<(), CliError> {
-        let s = &mut c.sync;
-        if let Some(m) = self.mode {
-            if m != 0 {
-                return Err(config::ConfigError::ModeUnavailable(m).into());
-            }
-        }
-        macro_rules! set {
-            ($($flag:ident => $($field:ident).+),* $(,)?) => {
-                $( if let Some(v) = self.$flag { s.$($field).+ = v; } )*
-            };
-        }
-        set!(
-            enabled => enabled, downloader => client, concurrency => concurrency,
-            min_peers => min_peers, init_peers => init_streams,
-            heads_votes_per_ip => heads_votes_per_ip,
-            max_inbound_streams => limits.max_inbound_streams,
-            max_outbound_streams => limits.max_outbound_streams,
-            streams_per_ip => limits.streams_per_ip,
-            max_pending_handshakes => limits.max_pending_handshakes,
-            handshakes_per_ip => limits.handshakes_per_ip,
-            read_buffer_budget => limits.read_buffer_budget,
-            server_workers => limits.server_workers,
-            server_queue => limits.server_queue,
-            stream_request_rate => limits.stream_request_rate,
-            stream_request_burst => limits.stream_request_burst,
-            stream_byte_rate => limits.stream_byte_rate,
-            stream_byte_burst => limits.stream_byte_burst,
-            stream_block_rate => limits.stream_block_rate,
-            stream_block_burst => limits.stream_block_burst,
-            global_request_rate => limits.global_request_rate,
-            global_request_burst => limits.global_request_burst,
-            global_byte_rate => limits.global_byte_rate,
-            global_byte_burst => limits.global_byte_burst,
-            global_block_rate => limits.global_block_rate,
-            global_block_burst => limits.global_block_burst,
-            rate_limit_tolerance => limits.rate_limit_tolerance,
-            max_advertise_wait_time => max_advertise_wait_time,
-            soft_low_cap => disc_soft_low_cap, hard_low_cap => disc_hard_low_cap,
-            hi_cap => disc_high_cap, disc_batch => disc_batch,
-            verify_all_sig => staged.verify_all_sig,
-            max_blocks_per_cycle => staged.max_blocks_per_sync_cycle,
-            use_mem_db => staged.use_mem_db, log_progress => staged.log_progress,
-            debug_mode => staged.debug_mode,
-        );
-        c.validate()?;
-        Ok(())
-    }
 }
 
 fn peer_addr(s: &str) -> Result<PeerAddr, CliError> {
@@ -290,11 +117,11 @@ pub fn status_json(s: &NodeStatus) -> serde_json::Value {
 }
 
 pub fn run(a: Args) -> Result<(), CliError> {
-    let mut cfg = match &a.config {
-        Some(p) => config::load_file(p, a.network)?,
-        None => Config::for_network(a.network.unwrap_or(Network::Mainnet)),
-    };
-    a.sync.apply(&mut cfg)?;
+    let cfg = a.cfg.effective()?;
+    if a.print_config {
+        print!("{}", cfg.to_toml());
+        return Ok(());
+    }
     if !cfg.sync.enabled {
         return Err("Sync.Enabled is false: nothing to run".into());
     }
