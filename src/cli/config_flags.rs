@@ -16,6 +16,7 @@ use super::{parse_network, CliError};
 /// Where the configuration comes from: `--network`, `--config`, then the
 /// `--sync.*` flags.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Configuration")]
 pub struct ConfigArgs {
     /// A `harmony.conf`-style TOML file; its `[Sync]` section overrides the
     /// network's defaults (other sections are ignored).

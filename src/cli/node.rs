@@ -23,9 +23,6 @@ use super::{cpu_seconds, peak_rss_mb, CliError, DataDir, LinkArgs};
 pub struct Args {
     #[command(flatten)]
     dir: DataDir,
-    /// Network, file and `--sync.*` flags: the effective configuration.
-    #[command(flatten)]
-    cfg: ConfigArgs,
     /// Print the effective configuration (TOML, as `dump-config` does) and
     /// exit without starting anything.
     #[arg(long)]
@@ -52,10 +49,15 @@ pub struct Args {
     link: LinkArgs,
     #[command(flatten)]
     genesis: GenesisArgs,
+    /// Network, file and `--sync.*` flags: the effective configuration.
+    /// Last, as its help headings hold for the arguments after it.
+    #[command(flatten)]
+    cfg: ConfigArgs,
 }
 
 /// The genesis of a new datadir (ignored when the datadir has a chain).
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Genesis of a new datadir")]
 pub struct GenesisArgs {
     /// Genesis seed.
     #[arg(long = "genesis-seed", default_value_t = 1)]
