@@ -164,6 +164,10 @@ pub struct HealthStats {
     pub failure_distribution: Vec<(u32, usize)>,
     /// Average failures per stream.
     pub average_failures: f64,
+    /// The recent failures of each stream (timed-out attempts, one
+    /// forgiven per 64 answers), by stream id: what `total_failures` and
+    /// `failure_distribution` sum up.
+    pub stream_failures: Vec<(StreamId, u32)>,
 }
 
 /// The request manager's metrics (DESIGN.md §11): counters since it
@@ -593,6 +597,11 @@ impl RequestManager {
             *dist.entry(s.failures).or_default() += 1;
         }
         let failure_distribution: Vec<_> = dist.into_iter().collect();
+        let stream_failures = self
+            .streams
+            .iter()
+            .map(|(id, s)| (*id, s.failures))
+            .collect();
         HealthStats {
             total_streams,
             available_streams,
@@ -603,6 +612,7 @@ impl RequestManager {
             } else {
                 total_failures as f64 / total_streams as f64
             },
+            stream_failures,
         }
     }
 

@@ -469,6 +469,8 @@ fn health_stats_report_failures() {
     assert_eq!(h.total_streams, 2);
     assert_eq!(h.total_failures, 1);
     assert_eq!(h.failure_distribution, vec![(0, 1), (1, 1)]);
+    assert_eq!(h.stream_failures.iter().map(|(_, f)| f).sum::<u32>(), 1);
+    assert_eq!(h.stream_failures.len(), 2);
     assert!((h.average_failures - 0.5).abs() < 1e-9);
 }
 
