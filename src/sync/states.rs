@@ -29,6 +29,7 @@ use super::machine::{
 use crate::chain::verify::{verify_segment, CommitteeKeys, SegmentCheck, SigPolicy};
 use crate::chain::{SealedBlock, StageId, VerifyError};
 use crate::metrics::names;
+use crate::net::StreamId;
 
 /// Batches verifying at once.
 const MAX_VERIFYING: usize = 2;
@@ -299,6 +300,13 @@ impl SyncMachine {
         self.hedged.retain(|id| self.reqs.contains_key(id));
         let hashes: Vec<(u64, crate::crypto::B256)> =
             b.blocks.iter().map(|x| (x.number(), x.hash)).collect();
+        // Who served the bodies, before their provenance is forgotten.
+        let mut served: std::collections::BTreeMap<StreamId, u64> = Default::default();
+        for (n, _) in &hashes {
+            if let Some(src) = self.prov.body_source(*n) {
+                *served.entry(src).or_default() += 1;
+            }
+        }
         self.prov.prune_to(b.last);
         self.count_beacon(&hashes);
         let liars = self.claims.settle(&hashes);
@@ -328,6 +336,13 @@ impl SyncMachine {
         s.insert_batches += 1;
         s.last_error = None;
         s.note_commit(ms, count);
+        let peers = &self.peers;
+        s.note_stream_blocks(
+            ms,
+            served
+                .into_iter()
+                .map(|(id, n)| (id, peers.get(&id).map(ToString::to_string), n)),
+        );
         if self.settings.staged.log_progress {
             tracing::info!(
                 head = b.last,

@@ -4,6 +4,41 @@
 
 use serde::Serialize;
 
+use crate::net::StreamId;
+
+/// Most streams [`SyncStatus::stream_blocks`] lists: past it, the stream
+/// whose last block was committed longest ago is forgotten (a long-running
+/// node goes through many streams).
+pub const MAX_STREAM_BLOCKS: usize = 64;
+
+/// The blocks one stream served that the sync committed: the guide's
+/// "Download Speed", per stream.
+///
+/// Source: each committed block's body source (the stream whose answer
+/// was staged for it, `Provenance::body_from`), counted as the block is
+/// committed. Blocks a restarted node kept from its staging have no source
+/// and are in no stream's count; hedged duplicates count once, for the
+/// stream whose copy was kept. Per-stream byte rates (`Link::rate`) would
+/// count answers later dropped, and the request manager's answered counts
+/// are requests of every kind, not blocks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StreamBlocks {
+    /// The stream (this node's id for it, as in `HostStatus::streams`).
+    pub stream: StreamId,
+    /// The peer behind it (base58 `PeerId`; empty if the sync never knew).
+    pub peer: String,
+    /// Committed blocks whose body this stream served, blocks.
+    pub blocks: u64,
+    /// `blocks` per second of the sync's run time at the latest commit
+    /// (any stream's), blocks/s: the same denominator as
+    /// [`SyncStatus::blocks_per_sec`], so the rates of all streams add up
+    /// to it less the blocks with no source.
+    pub blocks_per_sec: f64,
+    /// When this stream's last block was committed, ms since the sync
+    /// started.
+    pub last_commit_ms: u64,
+}
+
 /// A snapshot of the sync, for `status()` and progress displays.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SyncStatus {
@@ -13,7 +48,8 @@ pub struct SyncStatus {
     pub head: u64,
     /// The target of the current sync (highest height vouched for).
     pub target: u64,
-    /// Blocks inserted per second since the sync started.
+    /// Blocks inserted per second since the sync started, blocks/s
+    /// (refreshed at every commit).
     pub blocks_per_sec: f64,
     /// Blocks inserted since start.
     pub blocks_synced: u64,
@@ -80,6 +116,9 @@ pub struct SyncStatus {
     pub first_commit_blocks: u64,
     /// The last error a cycle ended with.
     pub last_error: Option<String>,
+    /// Committed blocks by the stream that served them, by stream id, at
+    /// most [`MAX_STREAM_BLOCKS`] streams (see [`StreamBlocks`]).
+    pub stream_blocks: Vec<StreamBlocks>,
 }
 
 impl SyncStatus {
@@ -92,6 +131,59 @@ impl SyncStatus {
         self.last_commit_ms = Some(ms);
     }
 
+    /// Notes committed blocks served by each stream of `served` (stream,
+    /// its peer if known, blocks) at `ms` since the sync started, and
+    /// refreshes every stream's rate and the overall one to `ms`.
+    pub fn note_stream_blocks(
+        &mut self,
+        ms: u64,
+        served: impl IntoIterator<Item = (StreamId, Option<String>, u64)>,
+    ) {
+        for (stream, peer, blocks) in served {
+            match self
+                .stream_blocks
+                .binary_search_by_key(&stream, |e| e.stream)
+            {
+                Ok(i) => {
+                    let e = &mut self.stream_blocks[i];
+                    e.blocks += blocks;
+                    e.last_commit_ms = ms;
+                    if e.peer.is_empty() {
+                        e.peer = peer.unwrap_or_default();
+                    }
+                }
+                Err(i) => self.stream_blocks.insert(
+                    i,
+                    StreamBlocks {
+                        stream,
+                        peer: peer.unwrap_or_default(),
+                        blocks,
+                        blocks_per_sec: 0.0,
+                        last_commit_ms: ms,
+                    },
+                ),
+            }
+        }
+        while self.stream_blocks.len() > MAX_STREAM_BLOCKS {
+            let oldest = self
+                .stream_blocks
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| (e.last_commit_ms, e.stream))
+                .map(|(i, _)| i);
+            if let Some(i) = oldest {
+                self.stream_blocks.remove(i);
+            }
+        }
+        let secs = ms as f64 / 1e3;
+        if secs > 0.0 {
+            for e in &mut self.stream_blocks {
+                e.blocks_per_sec = e.blocks as f64 / secs;
+            }
+            self.blocks_per_sec = self.blocks_synced as f64 / secs;
+        }
+    }
+
     /// Blocks committed between the first and the last commit, per second
     /// of that time (0 with fewer than two commits).
     pub fn steady_blocks_per_sec(&self) -> f64 {
@@ -102,5 +194,38 @@ impl SyncStatus {
             }
             _ => 0.0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_blocks_add_up_refresh_their_rates_and_stay_bounded() {
+        let mut s = SyncStatus {
+            blocks_synced: 30,
+            ..SyncStatus::default()
+        };
+        s.note_stream_blocks(1000, [(7, Some("a".into()), 10), (3, None, 20)]);
+        assert_eq!(
+            s.stream_blocks.iter().map(|e| e.stream).collect::<Vec<_>>(),
+            vec![3, 7]
+        );
+        s.blocks_synced += 10;
+        s.note_stream_blocks(2000, [(3, Some("b".into()), 10)]);
+        let three = &s.stream_blocks[0];
+        assert_eq!((three.blocks, three.peer.as_str()), (30, "b"));
+        assert_eq!(three.last_commit_ms, 2000);
+        assert!((three.blocks_per_sec - 15.0).abs() < 1e-9);
+        // Stream 7 delivered nothing since: its rate falls with the time.
+        assert!((s.stream_blocks[1].blocks_per_sec - 5.0).abs() < 1e-9);
+        assert!((s.blocks_per_sec - 20.0).abs() < 1e-9);
+        for i in 0..MAX_STREAM_BLOCKS as u64 {
+            s.note_stream_blocks(3000 + i, [(100 + i, None, 1)]);
+        }
+        assert_eq!(s.stream_blocks.len(), MAX_STREAM_BLOCKS);
+        // The two oldest went first: 7 (1000 ms), then 3 (2000 ms).
+        assert!(s.stream_blocks.iter().all(|e| e.stream >= 100));
     }
 }
