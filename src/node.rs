@@ -105,13 +105,36 @@ pub struct Shutdown {
     pub not_stopped: Vec<&'static str>,
 }
 
-/// A node's status.
+/// A node's status (what the CLI's `/status` shows, under the guide's
+/// health indicator names).
 #[derive(Clone, Debug)]
 pub struct NodeStatus {
-    /// The sync pipeline.
+    /// The sync pipeline: stage, head and target (block numbers), blocks/s
+    /// overall ([`SyncStatus::blocks_per_sec`]) and per stream
+    /// ([`SyncStatus::stream_blocks`]: committed blocks each stream served,
+    /// and blocks/s).
     pub sync: SyncStatus,
-    /// Streams, discovery, health.
+    /// Streams (active, reserved), cooldowns with their ends
+    /// ([`HostStatus::cooldown_ends`]), discovery counts
+    /// ([`HostStatus::stream_stats`]), and the request manager's health
+    /// with failures per stream ([`HostStatus::health`]).
     pub host: HostStatus,
+}
+
+impl NodeStatus {
+    /// The guide's "Peer Connections" (connected neighbours): open streams,
+    /// one per peer, whether active, in reserve, or kept only to serve a
+    /// peer that is cooling down; dials in progress are not counted.
+    pub fn peer_connections(&self) -> usize {
+        self.host.active + self.host.reserved + self.host.serve_only
+    }
+
+    /// Sync progress, percent (0–100) of the target height reached: `None`
+    /// while no target is decided (0).
+    pub fn progress_percent(&self) -> Option<f64> {
+        let (head, target) = (self.sync.head, self.sync.target);
+        (target > 0).then(|| (head.min(target) as f64 / target as f64) * 100.0)
+    }
 }
 
 /// A running node. [`Node::shutdown`] (or drop) stops and joins every

@@ -41,7 +41,7 @@ use crate::net::{Net, NetConfig, NetError, NetHandle, StreamId, StreamInfo};
 use crate::request::{HealthStats, RmConfig};
 use crate::server::{Rate, RateLimits};
 use crate::server::{Server, ServerConfig};
-use crate::stream::{DiscoveryState, PeerAddr, RemovalReason, StreamManagerConfig};
+use crate::stream::{DiscoveryState, PeerAddr, RemovalReason, StreamManagerConfig, StreamStats};
 use crate::wire::ProtocolId;
 
 /// A source of peers for discovery (boot lists, a DHT the embedder runs, ...).
@@ -168,8 +168,17 @@ pub struct HostStatus {
     pub in_cooldown: Vec<libp2p_identity::PeerId>,
     /// Peers cooling down (all; `in_cooldown` lists the 64 ending first).
     pub cooling: usize,
+    /// The peers of `in_cooldown` with the instant their cooldown ends
+    /// (the time left is that minus now: the snapshot may be older than
+    /// the reader, so an end already past means the cooldown is over).
+    pub cooldown_ends: Vec<(libp2p_identity::PeerId, std::time::Instant)>,
     /// Discovery state.
     pub discovery: DiscoveryState,
+    /// The stream manager's counters and gauges, as published under the
+    /// guide's metric names (`discover` is `hmy_stream_discover`, counts
+    /// of discoveries started; `discover_peers` is
+    /// `hmy_stream_discover_peers`, discovered peers whose stream came up).
+    pub stream_stats: StreamStats,
     /// Request manager health.
     pub health: HealthStats,
     /// Peer-exchange records rejected (forged, garbage, other networks).
@@ -194,7 +203,9 @@ impl HostStatus {
             setting_up: 0,
             in_cooldown: vec![],
             cooling: 0,
+            cooldown_ends: vec![],
             discovery: DiscoveryState::Idle,
+            stream_stats: StreamStats::default(),
             health: HealthStats::default(),
             records_rejected: 0,
             streams_used: 0,
