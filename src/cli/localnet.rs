@@ -10,8 +10,8 @@
 //! child then gets SIGTERM from the kernel (Linux: `PR_SET_PDEATHSIG`).
 //! The child runs in its own process group, so a Ctrl-C reaches only us.
 
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
@@ -36,6 +36,7 @@ use streamsync::wire::ProtocolId;
 
 use super::localnet_plot;
 use super::signals::StopSignal;
+use super::status::http_get_json;
 use super::{CliError, LinkArgs};
 
 /// Blocks per generated insert batch.
@@ -211,16 +212,6 @@ fn bar(len: u64, template: &str) -> ProgressBar {
         b.set_style(s);
     }
     b
-}
-
-fn http_get_json(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let body = text.split("\r\n\r\n").nth(1)?;
-    serde_json::from_str(body).ok()
 }
 
 fn free_port() -> Result<SocketAddr, CliError> {

@@ -16,6 +16,7 @@ mod node;
 mod signals;
 mod sim_plot;
 mod simulate;
+mod status;
 
 pub use signals::Interrupted;
 
@@ -41,6 +42,9 @@ enum Command {
     Localnet(localnet::Args),
     /// A network-scale scenario in the simulator (needs `--features testkit`).
     Simulate(simulate::Args),
+    /// Ask a running node (`--metrics HOST:PORT`) for its health: a table
+    /// of the guide's health indicators, or the `/status` JSON.
+    Status(status::Args),
 }
 
 /// A CLI failure: printed as `error: ...`, exit status 1 (128 + the signal
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Node(a) => node::run(*a),
         Command::Localnet(a) => localnet::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Status(a) => status::run(a),
     }
 }
 

@@ -9,7 +9,7 @@ use streamsync::crypto::hash::to_hex;
 use streamsync::crypto::NodeIdentity;
 use streamsync::metrics::MetricsServer;
 use streamsync::net::{from_multiaddr, to_multiaddr};
-use streamsync::node::{Node, NodeConfig, NodeStatus};
+use streamsync::node::{Node, NodeConfig};
 use streamsync::store::{Store, StoreOptions};
 use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncOutcome;
@@ -17,6 +17,7 @@ use streamsync::wire::ProtocolId;
 
 use super::config_flags::ConfigArgs;
 use super::signals::StopSignal;
+use super::status::status_json;
 use super::{cpu_seconds, peak_rss_mb, CliError, DataDir, LinkArgs};
 
 #[derive(Debug, clap::Args)]
@@ -84,38 +85,6 @@ fn peer_addr(s: &str) -> Result<PeerAddr, CliError> {
         Some((addr, Some(peer))) => Ok(PeerAddr { peer, addr }),
         _ => Err(format!("{s}: expected /ip4/A/tcp/P/p2p/PEERID").into()),
     }
-}
-
-/// The `/status` JSON of a node.
-pub fn status_json(s: &NodeStatus) -> serde_json::Value {
-    serde_json::json!({
-        "stage": s.sync.stage,
-        "head": s.sync.head,
-        "target": s.sync.target,
-        "hashes_staged_to": s.sync.hashes_staged_to,
-        "bodies_staged_to": s.sync.bodies_staged_to,
-        "synced": s.sync.synced,
-        "blocks_per_sec": s.sync.blocks_per_sec,
-        "blocks_synced": s.sync.blocks_synced,
-        "bytes_synced": s.sync.bytes_synced,
-        "sigs_verified": s.sync.sigs_verified,
-        "invalid_blocks": s.sync.invalid_blocks,
-        "unwinds": s.sync.unwinds,
-        "liars_proven": s.sync.liars_proven,
-        "streams_serve_only": s.host.serve_only,
-        "cycles": s.sync.cycles,
-        "last_error": s.sync.last_error,
-        "streams_active": s.host.active,
-        "streams_reserved": s.host.reserved,
-        "streams_in_cooldown": s.host.cooling,
-        "discovery": format!("{:?}", s.host.discovery),
-        "health": {
-            "total_streams": s.host.health.total_streams,
-            "available_streams": s.host.health.available_streams,
-            "total_failures": s.host.health.total_failures,
-            "average_failures": s.host.health.average_failures,
-        },
-    })
 }
 
 pub fn run(a: Args) -> Result<(), CliError> {
