@@ -654,3 +654,189 @@ fn localnet_plot_draws_each_stage_and_each_serving_peer() {
         assert!(text.contains(name), "{name} missing from the picture");
     }
 }
+
+/// `/status` of `addr` (HOST:PORT), if it answers with JSON.
+fn status_of(addr: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(s, "GET /status HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    serde_json::from_str(text.split("\r\n\r\n").nth(1)?).ok()
+}
+
+/// `streamsync node ARGS` with stdout piped, held by `reaper`; returns
+/// its first `n` stdout lines.
+fn node_lines(args: &[&str], n: usize, reaper: &mut Reaper) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streamsync"))
+        .arg("node")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn node");
+    let out = child.stdout.take().expect("stdout");
+    reaper.children.push(child);
+    let lines: Vec<String> = BufReader::new(out)
+        .lines()
+        .take(n)
+        .map_while(Result::ok)
+        .collect();
+    assert_eq!(lines.len(), n, "node {args:?} printed only {lines:?}");
+    lines
+}
+
+/// A node that synced from two serving nodes shows the guide's health
+/// indicators in `/status` with values the sync produced (the committed
+/// blocks by the streams that served them, adding up to all blocks synced,
+/// failures of every stream, discovery counts), and `streamsync status`
+/// prints them as a table; an address with no node is a clear error.
+#[test]
+fn status_shows_the_guides_health_indicators_of_a_node_that_synced() {
+    use std::time::Duration;
+    let chain = ["--committee", "8", "--epoch-len", "50"];
+    let mut reaper = Reaper::default();
+    let mut servers = Vec::new();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    for dir in &dirs[..2] {
+        gen(dir.path(), "120");
+        let d = dir.path().to_str().expect("utf-8");
+        let mut args = vec!["--datadir", d, "--network", "localnet"];
+        args.extend(["--sync.downloader", "false"]);
+        args.extend(chain);
+        let first = node_lines(&args, 1, &mut reaper).remove(0);
+        let addr = first
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("{first}"))
+            .to_string();
+        servers.push(addr);
+    }
+    let peer_ids: Vec<String> = servers
+        .iter()
+        .map(|a| a.rsplit('/').next().expect("p2p id").to_string())
+        .collect();
+    let d = dirs[2].path().to_str().expect("utf-8");
+    let mut args = vec!["--datadir", d, "--network", "localnet"];
+    args.extend(["--boot", &servers[0], "--boot", &servers[1]]);
+    args.extend(["--sync.downloader", "true", "--sync.init-peers", "1"]);
+    args.extend(["--sync.min-peers", "1", "--metrics", "127.0.0.1:0"]);
+    args.extend(chain);
+    let lines = node_lines(&args, 2, &mut reaper);
+    // "metrics http://ADDR/metrics status http://ADDR/status"
+    let addr = lines[1]
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .unwrap_or_else(|| panic!("{lines:?}"))
+        .to_string();
+
+    // The request manager's health is published twice a second: wait for
+    // it too.
+    let v = poll(Duration::from_secs(120), "a synced /status", || {
+        status_of(&addr).filter(|v| {
+            v["sync_progress"]["percent"] == 100.0
+                && v["stream_health_stats"]["totalStreams"].as_u64() > Some(0)
+        })
+    });
+    let blocks_synced = v["blocks_synced"].as_u64().expect("blocks_synced");
+    assert_eq!(v["head"], 120);
+    assert_eq!(blocks_synced, 120, "{v:#}");
+    assert_eq!(v["sync_progress"]["head"], 120);
+    assert_eq!(v["sync_progress"]["target"], 120);
+    let per_stream = v["download_speed"]["streams"].as_array().expect("streams");
+    assert!(!per_stream.is_empty(), "{v:#}");
+    for s in per_stream {
+        assert!(
+            peer_ids.iter().any(|p| s["peer"] == p.as_str()),
+            "served by a peer that is not a server: {s}"
+        );
+        assert!(s["blocks"].as_u64() > Some(0), "{s}");
+        assert!(s["blocks_per_sec"].as_f64() > Some(0.0), "{s}");
+    }
+    let served: u64 = per_stream.iter().filter_map(|s| s["blocks"].as_u64()).sum();
+    assert_eq!(
+        served, blocks_synced,
+        "every committed block has its stream"
+    );
+    let h = &v["stream_health_stats"];
+    let total = h["totalStreams"].as_u64().expect("totalStreams");
+    assert!(total >= 1, "{h}");
+    let failures = h["streams"].as_array().expect("per-stream failures");
+    assert_eq!(failures.len() as u64, total, "{h}");
+    assert!(failures
+        .iter()
+        .all(|s| peer_ids.iter().any(|p| s["peer"] == p.as_str()) && s["failures"].is_u64()));
+    let dist = h["failureDistribution"].as_object().expect("distribution");
+    assert_eq!(dist.values().filter_map(|n| n.as_u64()).sum::<u64>(), total);
+    let sum: u64 = failures.iter().filter_map(|s| s["failures"].as_u64()).sum();
+    assert_eq!(h["totalFailures"], sum);
+    assert!(h["averageFailures"].is_f64() && h["availableStreams"].is_u64());
+    assert!(v["stream_count"].as_u64() >= Some(1), "{v:#}");
+    assert!(v["peer_connections"].as_u64() >= v["stream_count"].as_u64());
+    assert!(v["reserved_stream_count"].is_u64());
+    let disc = &v["discovery_status"];
+    assert!(disc["hmy_stream_discover"].as_u64() >= Some(1), "{disc}");
+    assert!(
+        disc["hmy_stream_discover_peers"].as_u64() >= Some(1),
+        "{disc}"
+    );
+    assert!(v["cooldown_status"]["streams"].is_array());
+    assert!(v["cooldown_status"]["streams_in_cooldown"].is_u64());
+
+    let out = streamsync(&["status", "--addr", &addr]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for label in [
+        "Sync Progress",
+        "Stream Count",
+        "Reserved Stream Count",
+        "Peer Connections",
+        "Download Speed",
+        "Stream Health",
+        "Failure Distribution",
+        "Stream Failures",
+        "Discovery Status",
+        "Cooldown Status",
+    ] {
+        assert!(
+            table.lines().any(|l| l.starts_with(label)),
+            "no {label}:\n{table}"
+        );
+    }
+    assert!(
+        table.contains("head 120 of target 120 (100.0 %)"),
+        "{table}"
+    );
+    assert!(table.contains("hmy_stream_discover"), "{table}");
+    // The synced node's per-stream blocks no longer change.
+    for s in per_stream {
+        let row: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", s["stream"])))
+            .unwrap_or_else(|| panic!("no row for {s}:\n{table}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(row[1], s["peer"].as_str().expect("peer"), "{table}");
+        assert_eq!(row[2], s["blocks"].to_string(), "{table}");
+    }
+    let json = json_last_line(&streamsync(&["status", "--addr", &addr, "--json"]));
+    assert_eq!(json["blocks_synced"], 120);
+
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    let out = streamsync(&["status", "--addr", &nobody, "--timeout", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot reach a node at"), "{stderr}");
+}
