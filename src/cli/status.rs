@@ -139,6 +139,10 @@ pub fn status_json_at(s: &NodeStatus, now: Instant) -> Value {
         "streams_serve_only": s.host.serve_only,
         "cycles": s.sync.cycles,
         "last_error": s.sync.last_error,
+        "beacon_helper": {
+            "offered": s.sync.offered,
+            "inserted": s.sync.beacon_inserted,
+        },
         "streams_active": s.host.active,
         "streams_reserved": s.host.reserved,
         "streams_in_cooldown": s.host.cooling,
