@@ -25,7 +25,7 @@
 //! assert!(check.is_valid());
 //! assert_eq!(check.sigs_checked.len(), 20);
 //! ```
-#![deny(missing_docs)]
+#![deny(missing_docs, missing_debug_implementations)]
 
 pub mod byzantine;
 pub mod chain;
@@ -46,3 +46,14 @@ pub mod wire;
 
 #[cfg(test)]
 mod test_util;
+
+// What an embedder needs, at the root: start a node over a chain, feed it
+// consensus blocks, read its status.
+pub use chain::backend::InsertBatch;
+pub use chain::{BackendError, BlockWithSig, ChainBackend, ChainSpec, Genesis, HeadInfo};
+pub use config::{Config, Network};
+pub use crypto::NodeIdentity;
+pub use node::{Node, NodeConfig, NodeError, NodeStatus, OfferError};
+pub use store::Store;
+pub use stream::PeerAddr;
+pub use sync::{SyncOutcome, SyncStatus};

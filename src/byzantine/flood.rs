@@ -72,6 +72,14 @@ pub struct Flood {
     pub stats: Arc<FloodStats>,
 }
 
+impl std::fmt::Debug for Flood {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flood")
+            .field("running", &self.thread.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Flood {
     /// Starts `n` junk connections spread over `targets` (kinds in turn),
     /// speaking `protocol`. Returns once each has been opened once.

@@ -262,6 +262,15 @@ pub struct Sim {
     pub digest: u64,
 }
 
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("nodes", &self.nodes.len())
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sim {
     /// A network whose honest chain is `source` (genesis `genesis`).
     pub fn new(cfg: SimConfig, genesis: Genesis, source: Arc<MemChain>) -> Self {

@@ -317,6 +317,16 @@ pub struct SimNode {
     pub(super) saved_peers: Vec<PeerAddr>,
 }
 
+impl std::fmt::Debug for SimNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimNode")
+            .field("role", &self.role)
+            .field("online", &self.online)
+            .field("peer_id", &self.peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a crash loses.
 pub(super) struct Cores {
     pub sm: StreamManager,
