@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{bounded, Receiver, Sender};
 use streamsync::chain::backend::InsertBatch;
-use streamsync::chain::StageId;
+use streamsync::chain::BlockWithSig;
 use streamsync::chain::{
     BackendError, Block, ChainBackend, ChainSpec, CommitSig, Committee, HeadInfo, Header,
 };
@@ -67,9 +67,9 @@ impl ChainBackend for Stalling {
         self.gate();
         self.inner.committee(epoch)
     }
-    fn stage_progress(&self, stage: StageId) -> Result<u64, BackendError> {
+    fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError> {
         self.gate();
-        self.inner.stage_progress(stage)
+        self.inner.block_with_sig(number)
     }
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError> {
         self.gate();

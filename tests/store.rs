@@ -317,3 +317,64 @@ fn audit_stops_at_the_last_block_before_a_forged_hand_over() {
     assert_eq!(audit.verified_to, chain.epoch_last_block(0));
     assert_eq!(audit.error.map(|e| e.block_number()), Some(hand_over));
 }
+
+/// A backend implementing only `ChainBackend`'s six required methods (the
+/// rest are the trait's defaults) answers every read as the LMDB store,
+/// which overrides them, does: headers, bodies, commit signatures, and the
+/// committee of every epoch (named by genesis, then by each epoch's last
+/// block).
+#[test]
+fn the_trait_defaults_answer_as_the_store_does() {
+    use streamsync::chain::{BackendError, BlockWithSig, ChainSpec, HeadInfo};
+    struct SixMethods(Arc<Store>);
+    impl ChainBackend for SixMethods {
+        fn chain_spec(&self) -> &ChainSpec {
+            self.0.chain_spec()
+        }
+        fn head(&self) -> Result<HeadInfo, BackendError> {
+            self.0.head()
+        }
+        fn hash_by_number(&self, n: u64) -> Result<Option<[u8; 32]>, BackendError> {
+            self.0.hash_by_number(n)
+        }
+        fn number_by_hash(&self, h: &[u8; 32]) -> Result<Option<u64>, BackendError> {
+            self.0.number_by_hash(h)
+        }
+        fn block_with_sig(&self, n: u64) -> Result<Option<BlockWithSig>, BackendError> {
+            self.0.block_with_sig(n)
+        }
+        fn insert_verified_batch(&self, b: &InsertBatch) -> Result<HeadInfo, BackendError> {
+            self.0.insert_verified_batch(b)
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, blocks) = common::chain(common::spec(4, 10, 4), 2, 45);
+    let store = Arc::new(Store::open_or_create(dir.path(), &genesis, opts()).expect("create"));
+    store
+        .insert_batch(&InsertBatch::seal(blocks, vec![]))
+        .expect("insert");
+    let six = SixMethods(store.clone());
+    for epoch in 0..=4 {
+        let want = store.committee(epoch).expect("read");
+        assert!(want.is_some(), "the store knows epoch {epoch}");
+        assert_eq!(six.committee(epoch).expect("read"), want, "epoch {epoch}");
+    }
+    for n in [1, 9, 10, 44] {
+        assert_eq!(
+            six.header_by_number(n).expect("read"),
+            store.header_by_number(n).expect("read")
+        );
+        assert_eq!(
+            six.block_by_number(n).expect("read"),
+            store.block_by_number(n).expect("read")
+        );
+        assert_eq!(
+            six.commit_sig(n).expect("read"),
+            store.commit_sig(n).expect("read")
+        );
+        assert_eq!(
+            six.block_with_sig_bytes(n).expect("read"),
+            store.block_with_sig_bytes(n).expect("read")
+        );
+    }
+}

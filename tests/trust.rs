@@ -119,11 +119,12 @@ fn a_dead_sync_thread_is_reported_as_failed() {
         ) -> Result<Option<streamsync::chain::Committee>, streamsync::chain::BackendError> {
             self.0.committee(e)
         }
-        fn stage_progress(
+        fn block_with_sig(
             &self,
-            s: streamsync::chain::StageId,
-        ) -> Result<u64, streamsync::chain::BackendError> {
-            self.0.stage_progress(s)
+            n: u64,
+        ) -> Result<Option<streamsync::chain::BlockWithSig>, streamsync::chain::BackendError>
+        {
+            self.0.block_with_sig(n)
         }
         fn insert_verified_batch(
             &self,

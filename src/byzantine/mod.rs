@@ -9,7 +9,6 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::chain::backend::InsertBatch;
-use crate::chain::StageId;
 use crate::chain::{
     BackendError, Block, BlockWithSig, ChainBackend, ChainSpec, CommitSig, Committee, HeadInfo,
     Header,
@@ -236,10 +235,6 @@ impl ChainBackend for ByzantineBackend {
 
     fn committee(&self, epoch: u64) -> Result<Option<Committee>, BackendError> {
         self.inner.committee(epoch)
-    }
-
-    fn stage_progress(&self, stage: StageId) -> Result<u64, BackendError> {
-        self.inner.stage_progress(stage)
     }
 
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError> {

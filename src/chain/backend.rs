@@ -66,7 +66,10 @@ pub enum BackendError {
     Invalid(#[from] VerifyError),
 }
 
-/// What the sync engine and the server need from a chain.
+/// What the sync engine and the server need from a chain: read canonical
+/// blocks, insert a verified batch. Six methods are required; the rest
+/// have defaults derived from them, which a backend may override to be
+/// faster (the project's LMDB [`crate::store::Store`] overrides most).
 ///
 /// Implementations must be safe to read from many threads while one thread
 /// inserts; readers see either the whole of an inserted batch or none of it.
@@ -79,19 +82,39 @@ pub trait ChainBackend: Send + Sync {
     fn hash_by_number(&self, number: u64) -> Result<Option<B256>, BackendError>;
     /// Number of the canonical block with `hash`.
     fn number_by_hash(&self, hash: &B256) -> Result<Option<u64>, BackendError>;
-    /// Header of canonical block `number`.
-    fn header_by_number(&self, number: u64) -> Result<Option<Header>, BackendError>;
-    /// Block `number` (header and body).
-    fn block_by_number(&self, number: u64) -> Result<Option<Block>, BackendError>;
-    /// Commit signature of block `number`.
-    fn commit_sig(&self, number: u64) -> Result<Option<CommitSig>, BackendError>;
-    /// Committee of `epoch`.
-    fn committee(&self, epoch: u64) -> Result<Option<Committee>, BackendError>;
-    /// Checkpoint of `stage` (0 when never written).
-    fn stage_progress(&self, stage: StageId) -> Result<u64, BackendError>;
-    /// Executes and inserts a verified batch atomically with its stage
-    /// progress; returns the new head.
+    /// Canonical block `number` with its commit signature, as served to
+    /// peers (`None` above the head, or without a signature).
+    fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError>;
+    /// Inserts a verified batch atomically (executing it, if the backend
+    /// keeps state); returns the new head. `batch.progress` is the sync's
+    /// checkpoint for the stages it completes: a backend may keep it or
+    /// ignore it (the engine reads its checkpoints from its staging).
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError>;
+
+    /// Header of canonical block `number`.
+    fn header_by_number(&self, number: u64) -> Result<Option<Header>, BackendError> {
+        Ok(self.block_with_sig(number)?.map(|b| b.block.header))
+    }
+
+    /// Block `number` (header and body).
+    fn block_by_number(&self, number: u64) -> Result<Option<Block>, BackendError> {
+        Ok(self.block_with_sig(number)?.map(|b| b.block))
+    }
+
+    /// Commit signature of block `number`.
+    fn commit_sig(&self, number: u64) -> Result<Option<CommitSig>, BackendError> {
+        Ok(self.block_with_sig(number)?.map(|b| b.commit_sig))
+    }
+
+    /// Committee of `epoch`: named by the genesis block for epoch 0, and
+    /// by the last block of the epoch before for the others.
+    fn committee(&self, epoch: u64) -> Result<Option<Committee>, BackendError> {
+        let named_by = match epoch.checked_sub(1) {
+            None => 0,
+            Some(before) => self.chain_spec().epoch_last_block(before),
+        };
+        Ok(self.block_by_number(named_by)?.map(|b| b.body.committee()))
+    }
 
     /// Takes the chain back to block `number` (the sync calls it when it
     /// proves its head is on an invalid branch): removes every block above
@@ -133,16 +156,5 @@ pub trait ChainBackend: Send + Sync {
             Some(n) => self.block_with_sig_bytes(n),
             None => Ok(None),
         }
-    }
-
-    /// Block `number` with its commit signature, as served to peers.
-    fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError> {
-        let Some(block) = self.block_by_number(number)? else {
-            return Ok(None);
-        };
-        let Some(commit_sig) = self.commit_sig(number)? else {
-            return Ok(None);
-        };
-        Ok(Some(BlockWithSig { block, commit_sig }))
     }
 }

@@ -15,7 +15,7 @@ use super::tables::*;
 use crate::chain::backend::InsertBatch;
 use crate::chain::spec::{ChainSpec, Genesis, GenesisSpec};
 use crate::chain::state::{execute_block, Account, Address, ApplyError, StateDiff};
-use crate::chain::types::{encode, Block, Body, CommitSig, Committee, Header};
+use crate::chain::types::{encode, Block, BlockWithSig, Body, CommitSig, Committee, Header};
 use crate::chain::StageId;
 use crate::chain::{BackendError, ChainBackend, HeadInfo};
 use crate::crypto::hash::to_hex;
@@ -512,6 +512,13 @@ impl Store {
         })
     }
 
+    /// Checkpoint of `stage` (0 when never written): what the sync's
+    /// staging and its commits recorded.
+    pub fn stage_progress(&self, stage: StageId) -> Result<u64, StoreError> {
+        let v = self.read(|txn, dbs| get_raw(txn, dbs.stage_progress, stage.name().as_bytes()))?;
+        Ok(v.and_then(|v| from_be(&v)).unwrap_or(0))
+    }
+
     /// An account's state at the head.
     pub fn account(&self, addr: &Address) -> Result<Option<Account>, StoreError> {
         self.read(|txn, dbs| read_account(txn, dbs.accounts, addr))
@@ -817,9 +824,14 @@ impl ChainBackend for Store {
         Ok(self.get_by_number(|d| d.committees, epoch, Committee::from_bytes)?)
     }
 
-    fn stage_progress(&self, stage: StageId) -> Result<u64, BackendError> {
-        let v = self.read(|txn, dbs| get_raw(txn, dbs.stage_progress, stage.name().as_bytes()))?;
-        Ok(v.and_then(|v| from_be(&v)).unwrap_or(0))
+    fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError> {
+        let Some(block) = self.block_by_number(number)? else {
+            return Ok(None);
+        };
+        let Some(commit_sig) = self.commit_sig(number)? else {
+            return Ok(None);
+        };
+        Ok(Some(BlockWithSig { block, commit_sig }))
     }
 
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError> {

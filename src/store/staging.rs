@@ -41,6 +41,13 @@ impl LmdbStaging {
         LmdbStaging { store }
     }
 
+    /// Checkpoint of `stage` (0 when never written): the highest number up
+    /// to which everything is staged (BlockHashes, BlockBodies) or
+    /// committed (States).
+    pub fn progress(&self, stage: crate::chain::StageId) -> Result<u64, StoreError> {
+        self.store.stage_progress(stage)
+    }
+
     /// Writes `w` in one transaction.
     pub fn write(&self, w: &StageWrite) -> Result<(), StoreError> {
         self.store.write(|txn, dbs| {

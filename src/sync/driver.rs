@@ -342,8 +342,8 @@ impl SyncThread {
         let max = self.settings.max_staged_bytes / 4;
         let r = resume::restore(
             head,
-            self.backend.stage_progress(StageId::BlockHashes)?,
-            self.backend.stage_progress(StageId::BlockBodies)?,
+            s.progress(StageId::BlockHashes).map_err(local)?,
+            s.progress(StageId::BlockBodies).map_err(local)?,
             |from, to| s.hashes(from, to),
             |from, to| s.blocks(from, to, max),
         )

@@ -14,8 +14,8 @@ use parking_lot::RwLock;
 use crate::chain::backend::InsertBatch;
 use crate::chain::state::{execute_block, Account, Address, ApplyError};
 use crate::chain::{
-    BackendError, Block, ChainBackend, ChainSpec, CommitSig, Committee, Genesis, HeadInfo, Header,
-    StageId,
+    BackendError, Block, BlockWithSig, ChainBackend, ChainSpec, CommitSig, Committee, Genesis,
+    HeadInfo, Header, StageId,
 };
 use crate::crypto::B256;
 
@@ -139,8 +139,16 @@ impl ChainBackend for MemChain {
         Ok(self.inner.read().committees.get(&epoch).cloned())
     }
 
-    fn stage_progress(&self, stage: StageId) -> Result<u64, BackendError> {
-        Ok(self.inner.read().progress.get(&stage).copied().unwrap_or(0))
+    fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError> {
+        let inner = self.inner.read();
+        let (Some(s), Some(sig)) = (inner.blocks.get(number as usize), inner.sigs.get(&number))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(BlockWithSig {
+            block: s.block.clone(),
+            commit_sig: sig.clone(),
+        }))
     }
 
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use streamsync::chain::backend::InsertBatch;
-use streamsync::chain::StageId;
 use streamsync::chain::{
     BackendError, Block, BlockWithSig, ChainBackend, ChainSpec, CommitSig, Committee, HeadInfo,
     Header,
@@ -82,9 +81,6 @@ impl ChainBackend for Watched {
     }
     fn committee(&self, epoch: u64) -> Result<Option<Committee>, BackendError> {
         self.inner.committee(epoch)
-    }
-    fn stage_progress(&self, stage: StageId) -> Result<u64, BackendError> {
-        self.inner.stage_progress(stage)
     }
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError> {
         if let Some(hook) = &self.on_insert {
