@@ -9,21 +9,31 @@
 //! No async runtime: every component is a state machine fed events and `now`,
 //! wrapped by a thin thread (DESIGN.md §2).
 //!
-//! ```
-//! use streamsync::chain::{generator::Generator, verify::{verify_segment, SigPolicy, CommitteeKeys}, GenesisSpec};
+//! Embedding: start a [`Node`] over the host's chain (any [`ChainBackend`];
+//! the crate's LMDB [`Store`] stands in here), boot it from peers, hand it
+//! consensus blocks with [`Node::offer_block`], read [`Node::status`]. The
+//! same as `examples/embed.rs`:
+//!
+//! ```no_run
 //! use std::sync::Arc;
 //!
-//! let spec = GenesisSpec { seed: 1, network: "localnet".into(), shard_id: 0,
-//!                          epoch_len: 8, committee_size: 4, accounts: 8 };
-//! let (mut gen, genesis) = Generator::new(spec, 2).unwrap();
-//! let blocks: Vec<_> = (0..20).map(|_| gen.next_block().unwrap()).collect();
-//! let chain = gen.chain_spec().clone();
-//! let keys0 = Arc::new(CommitteeKeys::new(0, &genesis.block.body.committee(), 0).unwrap());
-//! let parent = (&genesis.block.header, &genesis.block.hash());
-//! let check = verify_segment(&chain, Some(parent), &blocks, SigPolicy::All,
-//!                            |e| (e == 0).then(|| keys0.clone()));
-//! assert!(check.is_valid());
-//! assert_eq!(check.sigs_checked.len(), 20);
+//! use streamsync::chain::GenesisSpec;
+//! use streamsync::{ChainBackend, Config, Network, Node, NodeConfig, NodeIdentity, Store};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let genesis = GenesisSpec::with_defaults("localnet", 1).build()?;
+//! let chain: Arc<dyn ChainBackend> =
+//!     Arc::new(Store::open_or_create(dir.path(), &genesis, Default::default())?);
+//! let mut config = Config::for_network(Network::Localnet);
+//! config.sync.client = true; // sync, not only serve
+//! let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse()?);
+//! cfg.boot.push("/ip4/127.0.0.1/tcp/9000/p2p/12D3KooWCiLjM4g4jYFyZ85FFUEWsq9muZW9u43qJnTvaotYeQFv".parse()?);
+//! let node = Node::start(cfg, chain, NodeIdentity::generate(), None)?;
+//! println!("{:?} at head {}", node.peer_addr(), node.status().sync.head);
+//! node.shutdown();
+//! # Ok(())
+//! # }
 //! ```
 #![deny(missing_docs, missing_debug_implementations)]
 

@@ -98,6 +98,20 @@ pub fn account_address(chain_seed: &B256, index: u32) -> Address {
 }
 
 impl GenesisSpec {
+    /// The spec `streamsync gen-chain` and `node` use by default for
+    /// `network` and `seed`: shard 0, epochs of 1,000 blocks, 64-member
+    /// committees, 256 funded accounts.
+    pub fn with_defaults(network: &str, seed: u64) -> Self {
+        GenesisSpec {
+            seed,
+            network: network.into(),
+            shard_id: 0,
+            epoch_len: 1000,
+            committee_size: 64,
+            accounts: 256,
+        }
+    }
+
     /// The seed every key and address derives from: the user's seed bound to
     /// the network and shard, so chains of different networks never share a
     /// genesis.

@@ -4,6 +4,25 @@
 //! Every check returns a [`VerifyError`] naming the block and the rule, so the
 //! caller can blame exactly the peer that sent that block.
 //!
+//! Twenty generated blocks verified against the genesis committee:
+//!
+//! ```
+//! use streamsync::chain::{generator::Generator, verify::{verify_segment, SigPolicy, CommitteeKeys}, GenesisSpec};
+//! use std::sync::Arc;
+//!
+//! let spec = GenesisSpec { seed: 1, network: "localnet".into(), shard_id: 0,
+//!                          epoch_len: 8, committee_size: 4, accounts: 8 };
+//! let (mut gen, genesis) = Generator::new(spec, 2).unwrap();
+//! let blocks: Vec<_> = (0..20).map(|_| gen.next_block().unwrap()).collect();
+//! let chain = gen.chain_spec().clone();
+//! let keys0 = Arc::new(CommitteeKeys::new(0, &genesis.block.body.committee(), 0).unwrap());
+//! let parent = (&genesis.block.header, &genesis.block.hash());
+//! let check = verify_segment(&chain, Some(parent), &blocks, SigPolicy::All,
+//!                            |e| (e == 0).then(|| keys0.clone()));
+//! assert!(check.is_valid());
+//! assert_eq!(check.sigs_checked.len(), 20);
+//! ```
+//!
 //! # Root of trust
 //!
 //! The node trusts the committee of epoch 0 (in its genesis) and nothing a

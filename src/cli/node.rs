@@ -78,13 +78,7 @@ pub struct GenesisArgs {
 }
 
 fn peer_addr(s: &str) -> Result<PeerAddr, CliError> {
-    let m: libp2p_core::Multiaddr = s
-        .parse()
-        .map_err(|e| format!("{s}: not a multiaddr: {e}"))?;
-    match from_multiaddr(&m) {
-        Some((addr, Some(peer))) => Ok(PeerAddr { peer, addr }),
-        _ => Err(format!("{s}: expected /ip4/A/tcp/P/p2p/PEERID").into()),
-    }
+    Ok(s.parse::<PeerAddr>()?)
 }
 
 pub fn run(a: Args) -> Result<(), CliError> {

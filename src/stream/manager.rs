@@ -80,6 +80,22 @@ pub struct PeerAddr {
     pub addr: SocketAddr,
 }
 
+impl std::str::FromStr for PeerAddr {
+    type Err = String;
+
+    /// Parses `/ip4/A/tcp/P/p2p/PEERID` (or `/ip6/…`), as the CLI's
+    /// `--boot` and `--trusted` and the guide's peer lists write them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let m: libp2p_core::Multiaddr = s
+            .parse()
+            .map_err(|e| format!("{s}: not a multiaddr: {e}"))?;
+        match crate::net::from_multiaddr(&m) {
+            Some((addr, Some(peer))) => Ok(PeerAddr { peer, addr }),
+            _ => Err(format!("{s}: expected /ip4/A/tcp/P/p2p/PEERID")),
+        }
+    }
+}
+
 /// Why a stream was removed (metric label `reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RemovalReason {
