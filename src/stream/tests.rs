@@ -928,17 +928,7 @@ fn dial_up(f: &mut Fixture, p: PeerId, at: SocketAddr) -> StreamInfo {
     let acts =
         f.sm.on_discovered(vec![PeerAddr { peer: p, addr: at }], f.now);
     assert_eq!(dials(&acts), vec![p]);
-    let info = StreamInfo {
-        id: f.next,
-        peer_id: p,
-        // The outbound stream's address is the one dialled.
-        addr: at,
-        protocol: ProtocolId::sync(Network::Mainnet, 0),
-        inbound: false,
-    };
-    f.next += 1;
-    f.sm.on_stream_up(info.clone(), f.now);
-    info
+    dial_up_again(f, p, at)
 }
 
 /// The case the simulator's "boot nodes gone, link flapped" run found: the
@@ -1094,6 +1084,7 @@ fn dial_up_again(f: &mut Fixture, p: PeerId, at: SocketAddr) -> StreamInfo {
     let info = StreamInfo {
         id: f.next,
         peer_id: p,
+        // The outbound stream's address is the one dialled.
         addr: at,
         protocol: ProtocolId::sync(Network::Mainnet, 0),
         inbound: false,
