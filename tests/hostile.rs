@@ -1,6 +1,7 @@
 //! Hostile peers against a real node over loopback (DESIGN.md §15, issue
 //! 10): each test runs one attack and asserts that an honest peer is still
 //! served while it runs, and that the attacker pays for it.
+#![cfg(feature = "testkit")] // the direct client (tests/common/peer.rs) is test support
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Many real nodes over loopback: the stream manager keeps its pools within
 //! caps while peers come and go, finds peers through peer exchange, never
 //! removes a trusted peer, and cools down peers that relay forged records.
+#![cfg(feature = "testkit")] // the direct client (tests/common/peer.rs) is test support
 
 mod common;
 

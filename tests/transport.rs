@@ -1,5 +1,6 @@
 //! Two or more real nodes over loopback: handshake, every message type,
 //! refusals, bad input and rate limiting (DESIGN.md §6, issue 3).
+#![cfg(feature = "testkit")] // the direct client (tests/common/peer.rs) is test support
 
 mod common;
 

@@ -49,6 +49,7 @@ pub fn committees(
 }
 
 pub mod nodes;
+#[cfg(feature = "testkit")]
 pub mod peer;
 pub mod watched;
 
