@@ -99,12 +99,6 @@ impl Provenance {
         self.body.retain(|k, _| *k <= n);
     }
 
-    /// Forgets everything.
-    pub fn clear(&mut self) {
-        self.hash.clear();
-        self.body.clear();
-    }
-
     /// Both sources of block `n` (hash first), without repeats.
     fn both(&self, n: u64) -> Vec<StreamId> {
         let mut v: Vec<StreamId> = self.hash_source(n).into_iter().collect();

@@ -40,11 +40,13 @@ impl Claims {
     }
 
     /// Claims kept.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether no claim is kept.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

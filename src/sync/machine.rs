@@ -19,15 +19,15 @@
 //!    until `None`, then wait for the next input or the deadline.
 //!
 //! # Stages, per batch
-//! Heads decides the target ([`super::heads`]); SyncEpoch fetches the
-//! committees up to it in the background ([`super::sync_epoch`]). The range
+//! Heads decides the target (`super::heads`); SyncEpoch fetches the
+//! committees up to it in the background (`super::sync_epoch`). The range
 //! is then a window of slots from the head: BlockHashes
-//! ([`super::block_hashes`]) and BlockBodies ([`super::block_bodies`])
+//! (`super::block_hashes`) and BlockBodies (`super::block_bodies`)
 //! fill them out of order over every stream, each stream with as many
-//! requests in flight as its link needs ([`super::window`]); States
-//! ([`super::states`]) cuts the filled prefix into batches, verifies them on
-//! rayon and commits them in order; Finish ([`super::finish`]) closes each
-//! cycle. Near the tip ShortRange ([`super::short_range`]) replaces
+//! requests in flight as its link needs (`super::window`); States
+//! (`super::states`) cuts the filled prefix into batches, verifies them on
+//! rayon and commits them in order; Finish (`super::finish`) closes each
+//! cycle. Near the tip ShortRange (`super::short_range`) replaces
 //! BlockHashes' single source with a majority of streams and verifies every
 //! signature. Later cycles download while earlier ones verify and commit
 //! (the guide's Turbo, bounded by `MaxBackgroundBlocks` past the cycle's

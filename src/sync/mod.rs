@@ -6,18 +6,18 @@
 //!   order.
 //! - One file per stage, each holding that stage's part of the machine, in
 //!   the guide's order (the order itself is [`StageId::ALL`]):
-//!   [`heads`], [`sync_epoch`], [`short_range`], [`block_hashes`],
-//!   [`block_bodies`], [`states`], [`finish`]. The stages run **per batch**:
+//!   `heads`, `sync_epoch`, `short_range`, `block_hashes`,
+//!   `block_bodies`, `states`, `finish`. The stages run **per batch**:
 //!   a cycle's range is a window of slots that BlockHashes and BlockBodies
 //!   fill out of order over every stream while States verifies and commits
 //!   its prefix in order, so downloads of later batches (and cycles)
 //!   overlap the verification and commit of earlier ones.
-//! - [`window`]: per-stream request windows from the measured
+//! - `window`: per-stream request windows from the measured
 //!   bandwidth-delay product; streams ranked by delivered bytes/s.
-//! - [`ranges`]: the retry queues' sets of block numbers.
+//! - `ranges`: the retry queues' sets of block numbers.
 //! - [`beacon`]: the beacon helper: blocks the host node offers
 //!   (`Node::offer_block`), verified and committed in order.
-//! - [`blame`]: who pays for what, in one place; [`claims`]: hash claims
+//! - `blame`: who pays for what, in one place; `claims`: hash claims
 //!   waiting for proof.
 //! - [`resume`]: where a (re)started sync begins (tip, committees, what
 //!   is staged), shared by the driver and the simulator.
@@ -35,23 +35,23 @@
 //! epoch's chain of hand-overs established (see `chain::verify`).
 
 pub mod beacon;
-pub mod blame;
-pub mod block_bodies;
-pub mod block_hashes;
-pub mod claims;
+mod blame;
+mod block_bodies;
+mod block_hashes;
+mod claims;
 pub mod driver;
 pub mod error;
-pub mod finish;
-pub mod heads;
+mod finish;
+mod heads;
 pub mod machine;
-pub mod ranges;
+mod ranges;
 pub mod resume;
 pub mod settings;
-pub mod short_range;
-pub mod states;
+mod short_range;
+mod states;
 pub mod status;
-pub mod sync_epoch;
-pub mod window;
+mod sync_epoch;
+mod window;
 pub mod writer;
 
 pub use crate::chain::StageId;
