@@ -1,5 +1,5 @@
 //! Writes seed corpora for the cargo-fuzz targets from real encodings:
-//! `cargo run --example fuzz_corpus -- fuzz/corpus`.
+//! `cargo run --features testkit --example fuzz_corpus -- fuzz/corpus`.
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-30}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-cargo run --quiet --example fuzz_corpus -- fuzz/corpus
+cargo run --quiet --features testkit --example fuzz_corpus -- fuzz/corpus
 targets=$(cargo +nightly fuzz list)
 cargo +nightly fuzz build
 mkdir -p fuzz/logs

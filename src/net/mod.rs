@@ -8,11 +8,14 @@
 //! and [`InboundRequest`]s (for the server pool). It never blocks: a full
 //! server queue is answered `rate_limited` at once.
 
-pub mod events;
-pub mod link;
+pub(crate) mod events;
+pub(crate) mod link;
 mod reactor;
-pub mod semaphore;
+pub(crate) mod semaphore;
+#[cfg(feature = "testkit")]
 pub mod session;
+#[cfg(not(feature = "testkit"))]
+pub(crate) mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -184,11 +184,6 @@ impl Session {
         std::mem::take(&mut self.out)
     }
 
-    /// Bytes received but not yet consumed (Noise and frame buffers).
-    pub fn buffered(&self) -> usize {
-        self.rx.len() + self.frames.buffered()
-    }
-
     /// Bytes of memory the receive buffers hold (their capacities): what
     /// the network thread charges to its inbound budget.
     pub fn buffer_capacity(&self) -> usize {

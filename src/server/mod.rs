@@ -7,8 +7,8 @@
 //! instead of a stalled stream; a peer that keeps sending past that is
 //! disconnected as a rate-limit violation.
 
-pub mod handler;
-pub mod rate_limit;
+pub(crate) mod handler;
+pub(crate) mod rate_limit;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -91,7 +91,7 @@ impl Cooldowns {
         }
     }
 
-    /// Peers remembered (at most [`MAX_COOLDOWNS`]).
+    /// Peers remembered (at most `MAX_COOLDOWNS`).
     pub fn len(&self) -> usize {
         self.peers.len()
     }
@@ -174,7 +174,7 @@ impl Cooldowns {
     }
 
     /// Peers cooling down at `now`, with the end of their cooldown: the
-    /// [`MAX_LISTED`] ending first, in that order, equal ends by `PeerId`
+    /// `MAX_LISTED` ending first, in that order, equal ends by `PeerId`
     /// (not the whole map sorted on every status update).
     pub fn in_cooldown(&self, now: Instant) -> Vec<(PeerId, Instant)> {
         let mut v: Vec<_> = self

@@ -25,7 +25,7 @@
 //! - a discovery that brings nobody new, or times out after
 //!   `DiscoveryTimeout`, backs off before the next one;
 //! - at most `SetupConcurrency` dials at once, each given `ConnectTimeout`;
-//! - removal cools the peer down ([`super::cooldown`]); trusted peers are
+//! - removal cools the peer down (`super::cooldown`); trusted peers are
 //!   dialled first and never removed, even on critical errors;
 //! - cooldowns decide whom **we** dial and ask for blocks, not whether an
 //!   authenticated peer may connect and be served (DESIGN.md §15): a peer
