@@ -2,17 +2,17 @@
 //! Harmony dashboards work unchanged.
 //!
 //! - [`names`]: one constant per metric, its type and description.
-//! - [`recorder`]: builds the Prometheus recorder (no async runtime), labels
+//! - `recorder`: builds the Prometheus recorder (no async runtime), labels
 //!   every series with `topic` = the protocol id, registers every metric.
 //! - [`server`]: a small synchronous HTTP endpoint serving `/metrics` (and
 //!   `/status` when given a status source), which also runs the recorder's
 //!   upkeep. It runs on its own thread.
-//! - [`samples`]: histogram samples a sans-IO core keeps until its driver
+//! - `samples`: histogram samples a sans-IO core keeps until its driver
 //!   publishes them (cores never write to the global recorder).
 
 pub mod names;
-pub mod recorder;
-pub mod samples;
+pub(crate) mod recorder;
+pub(crate) mod samples;
 pub mod server;
 
 pub use names::{MetricKind, MetricSpec, ALL_METRICS};

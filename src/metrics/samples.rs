@@ -13,7 +13,7 @@
 pub const MAX_PENDING_SAMPLES: usize = 8192;
 
 /// Histogram samples recorded by a core and not yet published by its
-/// driver, oldest first; at most [`MAX_PENDING_SAMPLES`].
+/// driver, oldest first; at most `MAX_PENDING_SAMPLES`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Samples {
     values: Vec<f64>,
@@ -21,7 +21,7 @@ pub struct Samples {
 }
 
 impl Samples {
-    /// Records `v`, unless [`MAX_PENDING_SAMPLES`] are already pending
+    /// Records `v`, unless `MAX_PENDING_SAMPLES` are already pending
     /// (then it is counted in [`Samples::dropped`]).
     pub fn record(&mut self, v: f64) {
         if self.values.len() < MAX_PENDING_SAMPLES {

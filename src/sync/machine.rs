@@ -1,6 +1,6 @@
 //! [`SyncMachine`]: the staged sync as a sans-IO state machine (DESIGN.md
 //! §9). It never blocks, reads no clock, and holds no channel, socket or
-//! store handle: the `sync` thread ([`super::driver`]) feeds it inputs and
+//! store handle: the `sync` thread (`super::driver`) feeds it inputs and
 //! carries out the actions it returns, and tests drive it with a manual
 //! clock.
 //!

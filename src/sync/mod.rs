@@ -19,9 +19,9 @@
 //!   (`Node::offer_block`), verified and committed in order.
 //! - `blame`: who pays for what, in one place; `claims`: hash claims
 //!   waiting for proof.
-//! - [`resume`]: where a (re)started sync begins (tip, committees, what
+//! - `resume`: where a (re)started sync begins (tip, committees, what
 //!   is staged), shared by the driver and the simulator.
-//! - Threads: [`driver`] (the `sync` thread, a thin adapter), [`writer`]
+//! - Threads: `driver` (the `sync` thread, a thin adapter), `writer`
 //!   (`sync-writer`, the one LMDB writer), and rayon for verification.
 //!
 //! Checkpoints: BlockHashes and BlockBodies record the highest number up to
@@ -39,20 +39,20 @@ mod blame;
 mod block_bodies;
 mod block_hashes;
 mod claims;
-pub mod driver;
+pub(crate) mod driver;
 pub mod error;
 mod finish;
 mod heads;
 pub mod machine;
 mod ranges;
-pub mod resume;
+pub(crate) mod resume;
 pub mod settings;
 mod short_range;
 mod states;
 pub mod status;
 mod sync_epoch;
 mod window;
-pub mod writer;
+pub(crate) mod writer;
 
 pub use crate::chain::StageId;
 pub use driver::SyncThread;
