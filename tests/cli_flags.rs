@@ -518,3 +518,23 @@ fn former_staged_flag_names_still_work() {
         assert_eq!(got[key], toml_value(want), "{key}");
     }
 }
+
+/// `--print-config` needs no datadir (it opens nothing); running a node
+/// without one is refused by name.
+#[test]
+fn print_config_needs_no_datadir_but_a_node_does() {
+    let out = streamsync(&["node", "--print-config", "--sync.concurrency", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Concurrency = 7"));
+    let out = streamsync(&["node"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--datadir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

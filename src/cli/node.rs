@@ -1,6 +1,7 @@
 //! `streamsync node`: run a node (server always; the sync client when
 //! `Client` / `--sync.downloader` is on).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,12 +19,14 @@ use streamsync::wire::ProtocolId;
 use super::config_flags::ConfigArgs;
 use super::signals::StopSignal;
 use super::status::status_json;
-use super::{cpu_seconds, peak_rss_mb, CliError, DataDir, LinkArgs};
+use super::{cpu_seconds, peak_rss_mb, CliError, LinkArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    dir: DataDir,
+    /// The node's data directory (an LMDB environment); not needed with
+    /// `--print-config`.
+    #[arg(long, value_name = "DIR", required_unless_present = "print_config")]
+    datadir: Option<PathBuf>,
     /// Print the effective configuration (TOML, as `dump-config` does) and
     /// exit without starting anything.
     #[arg(long)]
@@ -87,6 +90,9 @@ pub fn run(a: Args) -> Result<(), CliError> {
         print!("{}", cfg.to_toml());
         return Ok(());
     }
+    let Some(datadir) = a.datadir.clone() else {
+        return Err("--datadir is required to run a node".into());
+    };
     if !cfg.sync.enabled {
         return Err("Sync.Enabled is false: nothing to run".into());
     }
@@ -108,12 +114,12 @@ pub fn run(a: Args) -> Result<(), CliError> {
         durable: true,
         ..StoreOptions::default()
     };
-    let store = if a.dir.datadir.join("data.mdb").exists() {
-        let s = Store::open(&a.dir.datadir, opts)?;
+    let store = if datadir.join("data.mdb").exists() {
+        let s = Store::open(&datadir, opts)?;
         if s.chain_spec().network != cfg.network {
             return Err(format!(
                 "{} holds a {} chain, but the node runs {}",
-                a.dir.datadir.display(),
+                datadir.display(),
                 s.chain_spec().network,
                 cfg.network
             )
@@ -121,10 +127,10 @@ pub fn run(a: Args) -> Result<(), CliError> {
         }
         s
     } else {
-        Store::open_or_create(&a.dir.datadir, &spec.build()?, opts)?
+        Store::open_or_create(&datadir, &spec.build()?, opts)?
     };
     let store = Arc::new(store);
-    let identity = NodeIdentity::load_or_create(&a.dir.datadir.join("identity.key"))?;
+    let identity = NodeIdentity::load_or_create(&datadir.join("identity.key"))?;
     let mut ncfg = NodeConfig::new(cfg.clone(), listen);
     ncfg.shard = store.chain_spec().shard_id;
     ncfg.boot = a
@@ -141,11 +147,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     let mut host =
         streamsync::runtime::HostConfig::from_config(&cfg, listen, store.chain_spec().shard_id);
     host.net.link = a.link.profile();
-    host.peers_file = Some(
-        a.dir
-            .datadir
-            .join(streamsync::runtime::known_peers::FILE_NAME),
-    );
+    host.peers_file = Some(datadir.join(streamsync::runtime::known_peers::FILE_NAME));
     ncfg.host = Some(host);
     let topic = ProtocolId::sync(cfg.network, ncfg.shard).to_string();
     let metrics_handle = match a.metrics {
