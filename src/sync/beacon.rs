@@ -78,12 +78,11 @@ impl SyncMachine {
             return Err(OfferError::TooFarAhead { number, head });
         }
         if !self.offered.contains_key(&number) {
-            if self.offered.len() >= MAX_OFFERED
-                || self.offered_bytes + block.len() > MAX_OFFERED_BYTES
-            {
+            // At most MAX_OFFERED blocks: summing them is cheap.
+            let bytes: usize = self.offered.values().map(SealedBlock::len).sum();
+            if self.offered.len() >= MAX_OFFERED || bytes + block.len() > MAX_OFFERED_BYTES {
                 return Err(OfferError::Full);
             }
-            self.offered_bytes += block.len();
             self.offered.insert(number, block);
             self.status.offered += 1;
         }
@@ -106,11 +105,13 @@ impl SyncMachine {
             return;
         }
         let head = self.head();
-        let keep = self.offered.split_off(&(head + 1));
-        for b in self.offered.values() {
-            self.offered_bytes = self.offered_bytes.saturating_sub(b.len());
+        while self
+            .offered
+            .first_key_value()
+            .is_some_and(|(n, _)| *n <= head)
+        {
+            self.offered.pop_first();
         }
-        self.offered = keep;
         if matches!(self.phase, Phase::Idle { .. }) && self.offered.contains_key(&(head + 1)) {
             let mut end = head + 1;
             while self.offered.contains_key(&(end + 1)) {
@@ -133,6 +134,13 @@ impl SyncMachine {
         }
         let head = self.head();
         let last_slot = head + self.slots.len() as u64;
+        if self
+            .offered
+            .first_key_value()
+            .is_none_or(|(n, _)| *n > last_slot)
+        {
+            return;
+        }
         let fits: Vec<u64> = self
             .offered
             .range(..=last_slot)
@@ -147,7 +155,6 @@ impl SyncMachine {
             let Some(b) = self.offered.remove(&n) else {
                 continue;
             };
-            self.offered_bytes = self.offered_bytes.saturating_sub(b.len());
             self.beacon.insert(n, b.hash);
             self.prov.forget(n);
             self.held += b.mem_bytes();

@@ -755,7 +755,6 @@ impl SyncMachine {
             below
         };
         for b in give_back {
-            self.offered_bytes += b.len();
             self.offered.insert(b.number(), b);
         }
         // Below `keep`, requests that were cancelled leave their numbers.

@@ -400,8 +400,6 @@ pub struct SyncMachine {
     /// Blocks the host node offered, by number, not yet in the window
     /// (at most `beacon::MAX_OFFERED`, `beacon::MAX_OFFERED_BYTES`).
     pub(super) offered: BTreeMap<u64, SealedBlock>,
-    /// Raw bytes of `offered`.
-    pub(super) offered_bytes: usize,
     /// Offered blocks placed in the window, by number: counted when
     /// committed (at most the window's slots).
     pub(super) beacon: BTreeMap<u64, B256>,
@@ -517,7 +515,6 @@ impl SyncMachine {
             reserved: 0,
             block_bytes: 0.0,
             offered: BTreeMap::new(),
-            offered_bytes: 0,
             beacon: BTreeMap::new(),
             prov: Provenance::default(),
             claims: Claims::default(),
