@@ -982,9 +982,7 @@ impl StreamManager {
             } else if self.active.len() + self.reserved.len() < self.cfg.high_cap {
                 // A feeler: one known peer we have no stream to, so a pool
                 // whose peers all share one view meets others.
-                let before = self.candidates.len();
-                self.reoffer_known(now, 1);
-                self.stats.feelers += (self.candidates.len() - before) as u64;
+                self.stats.feelers += self.reoffer_known(now, 1) as u64;
             }
         }
         self.dial_candidates(now, &mut out);
@@ -1269,8 +1267,9 @@ impl StreamManager {
 
     /// Offers up to `count` known peers we have no stream or dial to and
     /// that are not cooling down as candidates; those offered go to the
-    /// back, so the next discovery (or feeler) offers others.
-    fn reoffer_known(&mut self, now: Instant, count: usize) {
+    /// back, so the next discovery (or feeler) offers others. Returns how
+    /// many were offered.
+    fn reoffer_known(&mut self, now: Instant, count: usize) -> usize {
         let mut offered = Vec::new();
         let mut rest = VecDeque::with_capacity(self.known.len());
         for k in std::mem::take(&mut self.known) {
@@ -1288,8 +1287,10 @@ impl StreamManager {
                 rest.push_back(k);
             }
         }
+        let n = offered.len();
         rest.extend(offered);
         self.known = rest;
+        n
     }
 
     fn dial_candidates(&mut self, now: Instant, out: &mut Vec<Action>) {
