@@ -589,10 +589,7 @@ fn sync_once(
         .arg("--datadir")
         .arg(work.join(name))
         .args(["--network", "localnet"])
-        .args([
-            "--boot",
-            &to_multiaddr(boot.addr, Some(boot.peer)).to_string(),
-        ])
+        .args(["--boot", &boot.to_string()])
         .args(["--sync.downloader", "true"])
         .args(["--sync.init-peers", &a.peers.to_string()])
         .args(["--sync.min-peers", &min_peers.to_string()])

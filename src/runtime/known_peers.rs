@@ -15,9 +15,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
-use libp2p_core::Multiaddr;
-
-use crate::net::{from_multiaddr, to_multiaddr};
 use crate::stream::{PeerAddr, MAX_KNOWN};
 
 /// The file's name in the datadir.
@@ -48,14 +45,10 @@ pub fn load(path: &Path) -> std::io::Result<Vec<PeerAddr>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let parsed = line
-            .parse::<Multiaddr>()
-            .ok()
-            .and_then(|m| from_multiaddr(&m));
-        match parsed {
-            Some((addr, Some(peer))) => peers.push(PeerAddr { peer, addr }),
-            _ => {
-                tracing::warn!(file = %path.display(), line = n + 1, "known peer skipped: not /ip4|ip6/…/tcp/…/p2p/…")
+        match line.parse::<PeerAddr>() {
+            Ok(p) => peers.push(p),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), line = n + 1, error = %e, "known peer skipped")
             }
         }
     }
@@ -70,7 +63,7 @@ pub fn save(path: &Path, peers: &[PeerAddr]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut text = String::with_capacity(peers.len() * 96);
     for p in peers.iter().take(MAX_KNOWN) {
-        text.push_str(&to_multiaddr(p.addr, Some(p.peer)).to_string());
+        text.push_str(&p.to_string());
         text.push('\n');
     }
     {
@@ -110,7 +103,7 @@ mod tests {
         let good = peer(1);
         let text = format!(
             "# comment\n\ngarbage\n/ip4/10.0.0.2/tcp/9\n{}\n\u{0}\u{ff}\n",
-            to_multiaddr(good.addr, Some(good.peer))
+            good
         );
         std::fs::write(&path, text).unwrap();
         assert_eq!(load(&path).unwrap(), vec![good]);
@@ -122,7 +115,7 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         let good = peer(1);
         let mut bytes = b"\xff\xfe not text\n".to_vec();
-        bytes.extend(to_multiaddr(good.addr, Some(good.peer)).to_string().bytes());
+        bytes.extend(good.to_string().bytes());
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(load(&path).unwrap(), vec![good]);
     }
@@ -135,7 +128,7 @@ mod tests {
         let path = dir.path().join(FILE_NAME);
         let good = peer(1);
         let filler = "#".repeat(MAX_FILE_BYTES as usize) + "\n";
-        let text = filler + &to_multiaddr(good.addr, Some(good.peer)).to_string() + "\n";
+        let text = filler + &good.to_string() + "\n";
         std::fs::write(&path, text).unwrap();
         assert!(load(&path).unwrap().is_empty());
     }

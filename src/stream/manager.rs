@@ -80,6 +80,17 @@ pub struct PeerAddr {
     pub addr: SocketAddr,
 }
 
+impl std::fmt::Display for PeerAddr {
+    /// `/ip4/A/tcp/P/p2p/PEERID`: what [`PeerAddr::from_str`] parses.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}",
+            crate::net::to_multiaddr(self.addr, Some(self.peer))
+        )
+    }
+}
+
 impl std::str::FromStr for PeerAddr {
     type Err = String;
 
