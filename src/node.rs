@@ -115,7 +115,7 @@ pub struct NodeStatus {
     /// and blocks/s).
     pub sync: SyncStatus,
     /// Streams (active, reserved), cooldowns with their ends
-    /// ([`HostStatus::cooldown_ends`]), discovery counts
+    /// ([`HostStatus::in_cooldown`]), discovery counts
     /// ([`HostStatus::stream_stats`]), and the request manager's health
     /// with failures per stream ([`HostStatus::health`]).
     pub host: HostStatus,

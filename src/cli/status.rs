@@ -95,7 +95,7 @@ pub fn status_json_at(s: &NodeStatus, now: Instant) -> Value {
     // The snapshot may be older than now: cooldowns ended since are over.
     let cooldowns: Vec<Value> = s
         .host
-        .cooldown_ends
+        .in_cooldown
         .iter()
         .filter(|(_, end)| *end > now)
         .map(|(p, end)| json!({ "peer": p.to_string(), "seconds_left": secs_until(now, *end) }))

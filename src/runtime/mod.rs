@@ -164,14 +164,12 @@ pub struct HostStatus {
     pub reserved: usize,
     /// Dials in progress.
     pub setting_up: usize,
-    /// Peers in cooldown.
-    pub in_cooldown: Vec<libp2p_identity::PeerId>,
+    /// Peers in cooldown (the 64 ending first), with the instant their
+    /// cooldown ends (the time left is that minus now: the snapshot may be
+    /// older than the reader, so an end already past means it is over).
+    pub in_cooldown: Vec<(libp2p_identity::PeerId, std::time::Instant)>,
     /// Peers cooling down (all; `in_cooldown` lists the 64 ending first).
     pub cooling: usize,
-    /// The peers of `in_cooldown` with the instant their cooldown ends
-    /// (the time left is that minus now: the snapshot may be older than
-    /// the reader, so an end already past means the cooldown is over).
-    pub cooldown_ends: Vec<(libp2p_identity::PeerId, std::time::Instant)>,
     /// Discovery state.
     pub discovery: DiscoveryState,
     /// The stream manager's counters and gauges, as published under the
@@ -203,7 +201,6 @@ impl HostStatus {
             setting_up: 0,
             in_cooldown: vec![],
             cooling: 0,
-            cooldown_ends: vec![],
             discovery: DiscoveryState::Idle,
             stream_stats: StreamStats::default(),
             health: HealthStats::default(),
