@@ -86,7 +86,7 @@ pub fn status_json_at(s: &NodeStatus, now: Instant) -> Value {
         .map(|b| {
             json!({
                 "stream": b.stream,
-                "peer": if b.peer.is_empty() { peer(&b.stream) } else { b.peer.clone() },
+                "peer": b.peer.map_or_else(|| peer(&b.stream), |p| p.to_string()),
                 "blocks": b.blocks,
                 "blocks_per_sec": b.blocks_per_sec,
             })

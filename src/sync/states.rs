@@ -341,7 +341,7 @@ impl SyncMachine {
             ms,
             served
                 .into_iter()
-                .map(|(id, n)| (id, peers.get(&id).map(ToString::to_string), n)),
+                .map(|(id, n)| (id, peers.get(&id).copied(), n)),
         );
         if self.settings.staged.log_progress {
             tracing::info!(

@@ -4,7 +4,14 @@
 
 use serde::Serialize;
 
+use libp2p_identity::PeerId;
+
 use crate::net::StreamId;
+
+/// Serializes a peer as its base58 text (empty when unknown).
+fn peer_text<S: serde::Serializer>(p: &Option<PeerId>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.map(|p| p.to_string()).unwrap_or_default())
+}
 
 /// Most streams [`SyncStatus::stream_blocks`] lists: past it, the stream
 /// whose last block was committed longest ago is forgotten (a long-running
@@ -21,12 +28,15 @@ pub const MAX_STREAM_BLOCKS: usize = 64;
 /// stream whose copy was kept. Per-stream byte rates (`Link::rate`) would
 /// count answers later dropped, and the request manager's answered counts
 /// are requests of every kind, not blocks.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct StreamBlocks {
     /// The stream (this node's id for it, as in `HostStatus::streams`).
     pub stream: StreamId,
-    /// The peer behind it (base58 `PeerId`; empty if the sync never knew).
-    pub peer: String,
+    /// The peer behind it (`None` if the sync never knew). A `PeerId`,
+    /// not its text: the status is copied at every step the machine
+    /// takes, and a string per stream would be an allocation each time.
+    #[serde(serialize_with = "peer_text")]
+    pub peer: Option<PeerId>,
     /// Committed blocks whose body this stream served, blocks.
     pub blocks: u64,
     /// `blocks` per second of the sync's run time at the latest commit
@@ -137,7 +147,7 @@ impl SyncStatus {
     pub fn note_stream_blocks(
         &mut self,
         ms: u64,
-        served: impl IntoIterator<Item = (StreamId, Option<String>, u64)>,
+        served: impl IntoIterator<Item = (StreamId, Option<PeerId>, u64)>,
     ) {
         for (stream, peer, blocks) in served {
             match self
@@ -148,15 +158,15 @@ impl SyncStatus {
                     let e = &mut self.stream_blocks[i];
                     e.blocks += blocks;
                     e.last_commit_ms = ms;
-                    if e.peer.is_empty() {
-                        e.peer = peer.unwrap_or_default();
+                    if e.peer.is_none() {
+                        e.peer = peer;
                     }
                 }
                 Err(i) => self.stream_blocks.insert(
                     i,
                     StreamBlocks {
                         stream,
-                        peer: peer.unwrap_or_default(),
+                        peer,
                         blocks,
                         blocks_per_sec: 0.0,
                         last_commit_ms: ms,
@@ -207,15 +217,16 @@ mod tests {
             blocks_synced: 30,
             ..SyncStatus::default()
         };
-        s.note_stream_blocks(1000, [(7, Some("a".into()), 10), (3, None, 20)]);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        s.note_stream_blocks(1000, [(7, Some(a), 10), (3, None, 20)]);
         assert_eq!(
             s.stream_blocks.iter().map(|e| e.stream).collect::<Vec<_>>(),
             vec![3, 7]
         );
         s.blocks_synced += 10;
-        s.note_stream_blocks(2000, [(3, Some("b".into()), 10)]);
+        s.note_stream_blocks(2000, [(3, Some(b), 10)]);
         let three = &s.stream_blocks[0];
-        assert_eq!((three.blocks, three.peer.as_str()), (30, "b"));
+        assert_eq!((three.blocks, three.peer), (30, Some(b)));
         assert_eq!(three.last_commit_ms, 2000);
         assert!((three.blocks_per_sec - 15.0).abs() < 1e-9);
         // Stream 7 delivered nothing since: its rate falls with the time.
