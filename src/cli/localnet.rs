@@ -635,7 +635,7 @@ fn sync_once(
                 "{:<11} {:>8.0} blocks/s  streams {}",
                 s["stage"].as_str().unwrap_or("idle"),
                 s["blocks_per_sec"].as_f64().unwrap_or(0.0),
-                s["streams_active"].as_u64().unwrap_or(0)
+                s["stream_count"].as_u64().unwrap_or(0)
             ));
         }
         if started.elapsed() > Duration::from_secs(3600) {

@@ -58,8 +58,8 @@ fn secs_until(now: Instant, end: Instant) -> u64 {
 }
 
 /// [`status_json`] as of `now`. The fields before `stream_count` are the
-/// original ones (`localnet` and tests read some); the rest carry the
-/// guide's health indicators, one object or number each.
+/// sync's own (`localnet` reads some); the rest carry the guide's health
+/// indicators, one object or number each, each said once.
 pub fn status_json_at(s: &NodeStatus, now: Instant) -> Value {
     let peer_of: HashMap<u64, String> = s
         .host
@@ -142,16 +142,6 @@ pub fn status_json_at(s: &NodeStatus, now: Instant) -> Value {
         "beacon_helper": {
             "offered": s.sync.offered,
             "inserted": s.sync.beacon_inserted,
-        },
-        "streams_active": s.host.active,
-        "streams_reserved": s.host.reserved,
-        "streams_in_cooldown": s.host.cooling,
-        "discovery": format!("{:?}", s.host.discovery),
-        "health": {
-            "total_streams": h.total_streams,
-            "available_streams": h.available_streams,
-            "total_failures": h.total_failures,
-            "average_failures": h.average_failures,
         },
         "stream_count": s.host.active,
         "reserved_stream_count": s.host.reserved,
