@@ -81,7 +81,7 @@ pub struct PeerAddr {
 }
 
 impl std::fmt::Display for PeerAddr {
-    /// `/ip4/A/tcp/P/p2p/PEERID`: what [`PeerAddr::from_str`] parses.
+    /// `/ip4/A/tcp/P/p2p/PEERID`: what its `FromStr` parses.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
