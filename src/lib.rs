@@ -64,6 +64,6 @@ pub use chain::{BackendError, BlockWithSig, ChainBackend, ChainSpec, Genesis, He
 pub use config::{Config, Network};
 pub use crypto::NodeIdentity;
 pub use node::{Node, NodeConfig, NodeError, NodeStatus, OfferError};
-pub use store::Store;
+pub use store::{LmdbStaging, Store, StoreOptions};
 pub use stream::PeerAddr;
 pub use sync::{SyncOutcome, SyncStatus};

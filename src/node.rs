@@ -7,7 +7,7 @@
 //! use streamsync::config::{Config, Network};
 //! use streamsync::crypto::NodeIdentity;
 //! use streamsync::node::{Node, NodeConfig};
-//! use streamsync::store::{Store, StoreOptions};
+//! use streamsync::store::{LmdbStaging, Store, StoreOptions};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let genesis = GenesisSpec { seed: 1, network: "localnet".into(), shard_id: 0,
@@ -17,7 +17,8 @@
 //! config.sync.client = true;
 //! let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse()?);
 //! cfg.boot = vec![]; // PeerAddr of a boot node here
-//! let node = Node::start(cfg, store.clone(), NodeIdentity::generate(), Some(store))?;
+//! let staging = LmdbStaging::new(store.clone()); // UseMemDB = false: staging in its datadir
+//! let node = Node::start(cfg, store, NodeIdentity::generate(), Some(staging))?;
 //! println!("{:?}", node.status().sync);
 //! node.trigger(); // consensus saw a new block: sync now
 //! node.shutdown();
@@ -38,7 +39,7 @@ use crate::config::Config;
 use crate::crypto::NodeIdentity;
 use crate::net::NetError;
 use crate::runtime::{DiscoverySource, Host, HostConfig, HostHandle, HostStatus};
-use crate::store::{LmdbStaging, Store};
+use crate::store::LmdbStaging;
 use crate::stream::PeerAddr;
 pub use crate::sync::beacon::OfferError;
 use crate::sync::{SyncOutcome, SyncSettings, SyncStatus, SyncThread};
@@ -170,14 +171,18 @@ pub enum NodeError {
 
 impl Node {
     /// Starts a node serving `backend`; with `Client` on, also the sync.
-    /// `lmdb` is the store to keep staging in when `UseMemDB` is off.
+    /// `staging` holds what the sync downloaded ahead of the head when
+    /// `UseMemDB` is off, so a restart does not download it again: the
+    /// project's [`Store`](crate::Store)'s own tables
+    /// ([`LmdbStaging::new`]) or a directory of its own beside any backend
+    /// ([`LmdbStaging::open`]). `None` keeps it in memory.
     pub fn start(
         cfg: NodeConfig,
         backend: Arc<dyn ChainBackend>,
         identity: NodeIdentity,
-        lmdb: Option<Arc<Store>>,
+        staging: Option<LmdbStaging>,
     ) -> Result<Node, NodeError> {
-        Self::start_with_sources(cfg, backend, identity, lmdb, vec![])
+        Self::start_with_sources(cfg, backend, identity, staging, vec![])
     }
 
     /// Like [`Node::start`] with extra discovery sources.
@@ -185,7 +190,7 @@ impl Node {
         cfg: NodeConfig,
         backend: Arc<dyn ChainBackend>,
         identity: NodeIdentity,
-        lmdb: Option<Arc<Store>>,
+        staging: Option<LmdbStaging>,
         sources: Vec<Box<dyn DiscoverySource>>,
     ) -> Result<Node, NodeError> {
         let mut host_cfg = cfg
@@ -210,7 +215,6 @@ impl Node {
                 .sync
                 .clone()
                 .unwrap_or_else(|| SyncSettings::from_sync(&cfg.config.sync));
-            let staging = lmdb.map(LmdbStaging::new);
             status.write().staging = if settings.staged.use_mem_db || staging.is_none() {
                 "memory"
             } else {

@@ -12,6 +12,7 @@ use streamsync::chain::{BlockWithSig, ChainBackend, Genesis};
 use streamsync::config::{Config, Network, StagedSyncConfig};
 use streamsync::crypto::NodeIdentity;
 use streamsync::node::{Node, NodeConfig};
+use streamsync::store::LmdbStaging;
 use streamsync::sync::{SyncSettings, SyncStatus};
 
 const BLOCKS: usize = 300;
@@ -77,8 +78,13 @@ fn sync_with(staged: impl FnOnce(&mut StagedSyncConfig)) -> Run {
     cfg.boot = servers.iter().map(|(n, _, _)| n.peer_addr()).collect();
     cfg.exit_when_synced = true;
     cfg.sync = Some(settings);
-    let mut node =
-        Node::start(cfg, backend, NodeIdentity::generate(), Some(dst.clone())).expect("node");
+    let mut node = Node::start(
+        cfg,
+        backend,
+        NodeIdentity::generate(),
+        Some(LmdbStaging::new(dst.clone())),
+    )
+    .expect("node");
     assert!(
         node.wait_sync(Duration::from_secs(180)),
         "sync did not finish"

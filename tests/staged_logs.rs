@@ -11,7 +11,7 @@ use streamsync::chain::backend::InsertBatch;
 use streamsync::config::{Config, Network, StagedSyncConfig};
 use streamsync::crypto::NodeIdentity;
 use streamsync::node::{Node, NodeConfig};
-use streamsync::store::{Store, StoreOptions};
+use streamsync::store::{LmdbStaging, Store, StoreOptions};
 use streamsync::sync::SyncSettings;
 
 #[derive(Clone, Default)]
@@ -69,8 +69,13 @@ fn run(buf: &Buf, staged: impl FnOnce(&mut StagedSyncConfig)) -> String {
     cfg.boot = vec![server.peer_addr()];
     cfg.exit_when_synced = true;
     cfg.sync = Some(settings);
-    let mut node =
-        Node::start(cfg, dst.clone(), NodeIdentity::generate(), Some(dst)).expect("node");
+    let mut node = Node::start(
+        cfg,
+        dst.clone(),
+        NodeIdentity::generate(),
+        Some(LmdbStaging::new(dst)),
+    )
+    .expect("node");
     assert!(
         node.wait_sync(Duration::from_secs(180)),
         "sync did not finish"

@@ -81,7 +81,7 @@ fn offered_blocks_reach_the_store_through_the_node_api() {
         cfg,
         store.clone(),
         NodeIdentity::generate(),
-        Some(store.clone()),
+        Some(streamsync::LmdbStaging::new(store.clone())),
     )
     .expect("node");
     let head_reaches = |n: u64| {
@@ -108,4 +108,68 @@ fn offered_blocks_reach_the_store_through_the_node_api() {
         Err(streamsync::node::OfferError::Stale { number: 5, .. })
     ));
     node.shutdown();
+}
+
+/// `UseMemDB = false` over a chain that is not the project's LMDB store:
+/// the staging lives in a directory of its own, and a sync restarted over
+/// it takes the blocks staged there instead of asking peers again (the
+/// source serves only the blocks above them).
+#[cfg(feature = "testkit")]
+#[test]
+fn staging_in_its_own_directory_spares_a_memory_chain_the_blocks_it_staged() {
+    use std::sync::Arc;
+
+    use streamsync::chain::{types::encode, StageId};
+    use streamsync::store::{LmdbStaging, StageWrite, StoreOptions};
+    use streamsync::testkit::MemChain;
+
+    const STAGED: usize = 150;
+    let (genesis, _, blocks) = common::chain(common::spec(8, 100, 8), 1, 200);
+    let src = serving(&genesis, &blocks);
+    let dir = tempfile::tempdir().expect("tmp");
+    // What a previous run left: every hash, the first 150 blocks.
+    let previous = LmdbStaging::open(dir.path(), StoreOptions::default()).expect("staging");
+    previous
+        .write(&StageWrite {
+            hashes: blocks
+                .iter()
+                .map(|b| (b.block.number(), b.block.hash()))
+                .collect(),
+            blocks: blocks[..STAGED]
+                .iter()
+                .map(|b| (b.block.number(), Arc::from(encode(b))))
+                .collect(),
+            progress: vec![
+                (StageId::BlockHashes, 200),
+                (StageId::BlockBodies, STAGED as u64),
+            ],
+        })
+        .expect("stage");
+    drop(previous);
+
+    let chain = Arc::new(MemChain::new(&genesis).expect("genesis"));
+    let mut config = Config::for_network(Network::Localnet);
+    config.sync.client = true;
+    config.sync.staged.use_mem_db = false;
+    let mut settings = streamsync::sync::SyncSettings::from_sync(&config.sync);
+    settings.init_streams = 1;
+    settings.min_peers = 1;
+    let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
+    cfg.boot = vec![src.node.peer_addr()];
+    cfg.exit_when_synced = true;
+    cfg.sync = Some(settings);
+    let staging = LmdbStaging::open(dir.path(), StoreOptions::default()).expect("reopen");
+    let mut node =
+        Node::start(cfg, chain.clone(), NodeIdentity::generate(), Some(staging)).expect("node");
+    assert!(
+        node.wait_sync(Duration::from_secs(120)),
+        "sync did not finish"
+    );
+    assert_eq!(chain.head().expect("head").number, 200);
+    assert_eq!(node.status().sync.staging, "lmdb");
+    let served = src.node.host().blocks_served();
+    assert!(
+        (1..=100).contains(&served),
+        "the source served {served} blocks: the 50 above the staged ones (twice at most, with hedges), not the 150 staged"
+    );
 }

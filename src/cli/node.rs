@@ -11,7 +11,7 @@ use streamsync::crypto::NodeIdentity;
 use streamsync::metrics::MetricsServer;
 use streamsync::net::{from_multiaddr, to_multiaddr};
 use streamsync::node::{Node, NodeConfig};
-use streamsync::store::{Store, StoreOptions};
+use streamsync::store::{LmdbStaging, Store, StoreOptions};
 use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncOutcome;
 use streamsync::wire::ProtocolId;
@@ -163,7 +163,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         ncfg,
         store.clone(),
         identity.clone(),
-        Some(store.clone()),
+        Some(LmdbStaging::new(store.clone())),
     )?);
     println!(
         "listening {}",

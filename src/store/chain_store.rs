@@ -1,14 +1,11 @@
 //! The LMDB chain store and its [`ChainBackend`] implementation.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lmdb::{
-    Database, DatabaseFlags, Environment, EnvironmentFlags, RwTransaction, Transaction, WriteFlags,
-};
-use parking_lot::{Mutex, RwLock};
+use lmdb::{Database, RwTransaction, Transaction, WriteFlags};
 use serde::Serialize;
 
+use super::env::Env;
 use super::error::StoreError;
 use super::lock::DirLock;
 use super::tables::*;
@@ -97,16 +94,10 @@ pub(super) struct Dbs {
 /// An LMDB-backed chain: the project's [`ChainBackend`].
 pub struct Store {
     path: PathBuf,
-    env: Environment,
+    env: Env,
     dbs: Dbs,
     spec: ChainSpec,
     genesis_spec: GenesisSpec,
-    /// Readers and writers hold it shared; growing the map holds it
-    /// exclusively (LMDB forbids resizing with transactions open).
-    resize: RwLock<()>,
-    /// One writer at a time.
-    writer: Mutex<()>,
-    map_size: AtomicUsize,
     /// The datadir's lock; the last field, so it is released only after
     /// the environment has closed.
     _lock: DirLock,
@@ -144,11 +135,10 @@ impl Store {
     /// [`Store::open`] once `dir`'s lock is held.
     fn open_locked(dir: &Path, opts: StoreOptions, lock: DirLock) -> Result<Store, StoreError> {
         let (env, dbs) = open_env(dir, opts)?;
-        let (magic, genesis_bytes, head) = {
-            let txn = env.begin_ro_txn().map_err(StoreError::lmdb("begin read"))?;
+        let (magic, genesis_bytes, head) = env.read(|txn| {
             let get = |k: &[u8]| txn.get(dbs.meta, &k).ok().map(<[u8]>::to_vec);
-            (get(META_MAGIC), get(META_GENESIS), get(META_HEAD))
-        };
+            Ok((get(META_MAGIC), get(META_GENESIS), get(META_HEAD)))
+        })?;
         if magic.as_deref() != Some(MAGIC) {
             return Err(StoreError::NotOurs {
                 path: dir.to_path_buf(),
@@ -173,9 +163,6 @@ impl Store {
             dbs,
             spec,
             genesis_spec,
-            resize: RwLock::new(()),
-            writer: Mutex::new(()),
-            map_size: AtomicUsize::new(opts.initial_map_size),
             _lock: lock,
         };
         let stored_genesis = store.read(|txn, dbs| get_raw(txn, dbs.hashes, &be(0)))?;
@@ -184,14 +171,6 @@ impl Store {
                 "stored genesis differs from its spec".into(),
             ));
         }
-        store.map_size.store(
-            store
-                .env
-                .info()
-                .map_err(StoreError::lmdb("info"))?
-                .map_size(),
-            Ordering::Relaxed,
-        );
         Ok(store)
     }
 
@@ -247,31 +226,23 @@ impl Store {
             return same_chain(Store::open_locked(dir, opts, lock)?);
         }
         let (env, dbs) = open_env(dir, opts)?;
-        {
-            let mut txn = env
-                .begin_rw_txn()
-                .map_err(StoreError::lmdb("begin write"))?;
+        env.write(|txn| {
             let put = |txn: &mut RwTransaction<'_>, db, k: &[u8], v: &[u8]| {
                 txn.put(db, &k, &v, WriteFlags::empty())
                     .map_err(StoreError::lmdb("init"))
             };
-            put(&mut txn, dbs.meta, META_MAGIC, MAGIC)?;
-            put(&mut txn, dbs.meta, META_GENESIS, &encode(&genesis.spec))?;
+            put(txn, dbs.meta, META_MAGIC, MAGIC)?;
+            put(txn, dbs.meta, META_GENESIS, &encode(&genesis.spec))?;
             let b = &genesis.block;
             let hash = b.hash();
-            write_block(&mut txn, &dbs, b, &hash)?;
-            put(
-                &mut txn,
-                dbs.committees,
-                &be(0),
-                &b.body.committee().to_bytes(),
-            )?;
+            write_block(txn, &dbs, b, &hash)?;
+            put(txn, dbs.committees, &be(0), &b.body.committee().to_bytes())?;
             for (addr, acct) in &genesis.alloc {
-                put(&mut txn, dbs.accounts, addr, &encode(acct))?;
+                put(txn, dbs.accounts, addr, &encode(acct))?;
             }
-            put(&mut txn, dbs.meta, META_HEAD, &head_value(0, &hash))?;
-            txn.commit().map_err(StoreError::lmdb("commit genesis"))?;
-        }
+            put(txn, dbs.meta, META_HEAD, &head_value(0, &hash))?;
+            Ok(())
+        })?;
         drop(env);
         Store::open_locked(dir, opts, lock)
     }
@@ -288,7 +259,12 @@ impl Store {
 
     /// Current LMDB map size, bytes.
     pub fn map_size(&self) -> usize {
-        self.map_size.load(Ordering::Relaxed)
+        self.env.map_size()
+    }
+
+    /// The environment and tables (the staging tables share them).
+    pub(super) fn env(&self) -> (&Env, &Dbs) {
+        (&self.env, &self.dbs)
     }
 
     /// Runs `f` in a read transaction.
@@ -296,52 +272,16 @@ impl Store {
         &self,
         f: impl FnOnce(&lmdb::RoTransaction<'_>, &Dbs) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let _g = self.resize.read();
-        let txn = self
-            .env
-            .begin_ro_txn()
-            .map_err(StoreError::lmdb("begin read"))?;
-        f(&txn, &self.dbs)
+        self.env.read(|txn| f(txn, &self.dbs))
     }
 
-    /// Runs `f` in a write transaction and commits it, doubling the map and
+    /// Runs `f` in a write transaction and commits it, growing the map and
     /// retrying the whole transaction on `MDB_MAP_FULL`.
     pub(super) fn write<T>(
         &self,
         mut f: impl FnMut(&mut RwTransaction<'_>, &Dbs) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let _w = self.writer.lock();
-        loop {
-            let attempt = {
-                let _g = self.resize.read();
-                let mut txn = self
-                    .env
-                    .begin_rw_txn()
-                    .map_err(StoreError::lmdb("begin write"))?;
-                match f(&mut txn, &self.dbs) {
-                    Ok(v) => txn.commit().map(|_| v).map_err(StoreError::lmdb("commit")),
-                    Err(e) => Err(e), // dropping txn aborts it
-                }
-            };
-            match attempt {
-                Err(StoreError::Lmdb {
-                    source: lmdb::Error::MapFull,
-                    ..
-                }) => self.grow()?,
-                other => return other,
-            }
-        }
-    }
-
-    fn grow(&self) -> Result<(), StoreError> {
-        let _g = self.resize.write();
-        let new = self.map_size().saturating_mul(2);
-        self.env
-            .set_map_size(new)
-            .map_err(StoreError::lmdb("grow map"))?;
-        self.map_size.store(new, Ordering::Relaxed);
-        tracing::info!(map_size = new, "LMDB map grown");
-        Ok(())
+        self.env.write(|txn| f(txn, &self.dbs))
     }
 
     /// Executes and inserts `batch` in one write transaction: blocks, commit
@@ -612,40 +552,21 @@ fn describe(s: &ChainSpec) -> String {
     )
 }
 
-fn open_env(dir: &Path, opts: StoreOptions) -> Result<(Environment, Dbs), StoreError> {
-    let mut flags = EnvironmentFlags::NO_TLS;
-    if !opts.durable {
-        flags |= EnvironmentFlags::NO_SYNC | EnvironmentFlags::NO_META_SYNC;
-    }
-    let env = Environment::new()
-        .set_max_dbs(TABLES.len() as u32 + 1)
-        .set_map_size(opts.initial_map_size)
-        .set_flags(flags)
-        .open(dir)
-        .map_err(|e| match e {
-            lmdb::Error::Invalid | lmdb::Error::VersionMismatch => StoreError::NotOurs {
-                path: dir.to_path_buf(),
-                reason: format!("data.mdb is not an LMDB file we can open ({e})"),
-            },
-            source => StoreError::Lmdb { op: "open", source },
-        })?;
-    let mk = |name| {
-        env.create_db(Some(name), DatabaseFlags::empty())
-            .map_err(StoreError::lmdb("create table"))
-    };
+fn open_env(dir: &Path, opts: StoreOptions) -> Result<(Env, Dbs), StoreError> {
+    let env = Env::open(dir, opts, TABLES.len() as u32 + 1)?;
     let dbs = Dbs {
-        meta: mk(META)?,
-        headers: mk(HEADERS)?,
-        bodies: mk(BODIES)?,
-        hashes: mk(HASHES)?,
-        hash_to_number: mk(HASH_TO_NUMBER)?,
-        commit_sigs: mk(COMMIT_SIGS)?,
-        committees: mk(COMMITTEES)?,
-        accounts: mk(ACCOUNTS)?,
-        stage_progress: mk(STAGE_PROGRESS)?,
-        account_changes: mk(ACCOUNT_CHANGES)?,
-        staging_hashes: mk(STAGING_HASHES)?,
-        staging_blocks: mk(STAGING_BLOCKS)?,
+        meta: env.table(META)?,
+        headers: env.table(HEADERS)?,
+        bodies: env.table(BODIES)?,
+        hashes: env.table(HASHES)?,
+        hash_to_number: env.table(HASH_TO_NUMBER)?,
+        commit_sigs: env.table(COMMIT_SIGS)?,
+        committees: env.table(COMMITTEES)?,
+        accounts: env.table(ACCOUNTS)?,
+        stage_progress: env.table(STAGE_PROGRESS)?,
+        account_changes: env.table(ACCOUNT_CHANGES)?,
+        staging_hashes: env.table(STAGING_HASHES)?,
+        staging_blocks: env.table(STAGING_BLOCKS)?,
     };
     Ok((env, dbs))
 }

@@ -29,6 +29,7 @@
 //! transaction); one writer at a time (the sync thread's LMDB writer).
 
 mod chain_store;
+mod env;
 mod error;
 mod lock;
 mod staging;

@@ -10,7 +10,7 @@ use streamsync::config::{Config, Network};
 use streamsync::crypto::NodeIdentity;
 use streamsync::node::{Node, NodeConfig};
 use streamsync::runtime::HostConfig;
-use streamsync::store::Store;
+use streamsync::store::{LmdbStaging, Store};
 use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncSettings;
 
@@ -121,7 +121,13 @@ pub fn syncing_through(
     cfg.boot = boot;
     cfg.exit_when_synced = true;
     cfg.sync = Some(settings);
-    Node::start(cfg, backend, NodeIdentity::generate(), Some(store)).expect("node")
+    Node::start(
+        cfg,
+        backend,
+        NodeIdentity::generate(),
+        Some(LmdbStaging::new(store)),
+    )
+    .expect("node")
 }
 
 /// The head hash of a store.
