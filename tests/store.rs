@@ -378,3 +378,68 @@ fn the_trait_defaults_answer_as_the_store_does() {
         );
     }
 }
+
+/// The state transition a store applies is its executor's: every inserted
+/// block goes through it once, and a block it refuses is not inserted,
+/// nor any of its batch.
+#[test]
+fn the_store_executes_each_inserted_block_through_its_executor() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use streamsync::chain::executor::{ExecFailure, Unreadable};
+    use streamsync::chain::state::StateDiff;
+    use streamsync::chain::{Account, Address, Block, Executor, Header, Transfers};
+
+    /// This chain's transfers, counting the blocks executed and refusing
+    /// one number.
+    #[derive(Debug)]
+    struct Counting {
+        executed: AtomicU64,
+        refuse: u64,
+    }
+    impl Executor for Counting {
+        fn execute(
+            &self,
+            block: &Block,
+            parent: &Header,
+            state: &mut dyn FnMut(&Address) -> Result<Option<Account>, Unreadable>,
+        ) -> Result<StateDiff, ExecFailure> {
+            self.executed.fetch_add(1, Ordering::Relaxed);
+            if block.number() == self.refuse {
+                return Err(ExecFailure::Invalid("refused by the test executor".into()));
+            }
+            Transfers.execute(block, parent, state)
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, blocks) = common::chain(common::spec(1, 10, 4), 3, 12);
+    let executor = Arc::new(Counting {
+        executed: AtomicU64::new(0),
+        refuse: 9,
+    });
+    let store = Store::open_or_create(dir.path(), &genesis, opts())
+        .expect("create")
+        .with_executor(executor.clone());
+    store
+        .insert_batch(&InsertBatch::seal(blocks[..6].to_vec(), vec![]))
+        .expect("blocks 1-6");
+    assert_eq!(executor.executed.load(Ordering::Relaxed), 6);
+    let err = store
+        .insert_batch(&InsertBatch::seal(blocks[6..].to_vec(), vec![]))
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Invalid(ref v) if v.block_number() == 9),
+        "{err}"
+    );
+    assert_eq!(
+        executor.executed.load(Ordering::Relaxed),
+        9,
+        "7, 8, then 9 refused: execution stops at the refused block"
+    );
+    assert_eq!(
+        store.head().expect("head").number,
+        6,
+        "nothing of the batch"
+    );
+    assert_eq!(store.block_by_number(7).expect("read"), None);
+}

@@ -86,7 +86,8 @@ pub trait ChainBackend: Send + Sync {
     /// peers (`None` above the head, or without a signature).
     fn block_with_sig(&self, number: u64) -> Result<Option<BlockWithSig>, BackendError>;
     /// Inserts a verified batch atomically (executing it, if the backend
-    /// keeps state); returns the new head. `batch.progress` is the sync's
+    /// keeps state: the engine never executes; the project's store does
+    /// it through its [`Executor`](super::Executor)); returns the new head. `batch.progress` is the sync's
     /// checkpoint for the stages it completes: a backend may keep it or
     /// ignore it (the engine reads its checkpoints from its staging).
     fn insert_verified_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, BackendError>;

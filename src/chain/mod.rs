@@ -8,6 +8,7 @@
 //!   parallel batch verification of commit signatures.
 //! - [`generator`]: deterministic chain generation from a seed.
 //! - [`backend`]: the [`ChainBackend`] trait the sync engine is generic over.
+//! - [`executor`]: the [`Executor`] trait, the state transition a store applies.
 //! - [`audit`]: re-checks a stored chain's root of trust (hand-overs, head).
 //! - [`sealed`]: a block decoded and hashed once, with its raw bytes.
 //! - [`stage_id`]: the sync stages' names, the keys of their checkpoints.
@@ -17,6 +18,7 @@
 pub mod audit;
 pub mod backend;
 pub mod error;
+pub mod executor;
 pub mod generator;
 pub mod limits;
 pub mod sealed;
@@ -28,6 +30,7 @@ pub mod verify;
 
 pub use backend::{BackendError, ChainBackend, HeadInfo};
 pub use error::{DecodeError, VerifyError};
+pub use executor::{Executor, Transfers};
 pub use sealed::SealedBlock;
 pub use spec::{ChainSpec, Genesis, GenesisSpec};
 pub use stage_id::StageId;

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 
 use alloy_rlp::{RlpDecodable, RlpEncodable};
 
+use super::executor::{ExecFailure, Executor, Unreadable};
 use super::types::{encode, Transfer};
 use crate::crypto::hash::keccak256_parts;
 use crate::crypto::B256;
@@ -170,13 +171,14 @@ pub struct Applied {
 }
 
 /// Checks that `block` extends `parent` (whose hash is `parent_hash`) and
-/// executes it on the state `read` returns (the state after the parent),
-/// checking the state root: the one place both chain stores (LMDB and
-/// `testkit::MemChain`) validate what they insert.
+/// executes it with `executor` on the state `read` returns (the state
+/// after the parent), recording what it read: the one place both chain
+/// stores (LMDB and `testkit::MemChain`) validate what they insert.
 pub fn execute_block<E: std::fmt::Display>(
     block: &super::types::Block,
     parent: &super::types::Header,
     parent_hash: &B256,
+    executor: &dyn Executor,
     mut read: impl FnMut(&Address) -> Result<Option<Account>, E>,
 ) -> Result<Applied, ApplyError<E>> {
     use super::error::VerifyError;
@@ -196,27 +198,42 @@ pub fn execute_block<E: std::fmt::Display>(
             ),
         }));
     }
-    // Execution reads each account once, before it changes it: those reads
-    // are the block's "before".
-    let mut before = Vec::new();
-    let (diff, root) = execute(&block.body.transfers, &parent.state_root, |a: &Address| {
-        let acct = read(a)?;
-        before.push((*a, acct));
-        Ok(acct)
-    })
-    .map_err(|e| match e {
-        ExecError::Read(e) => ApplyError::Read(e),
-        other => ApplyError::Invalid(VerifyError::Execution {
-            number: n,
-            reason: other.to_string(),
-        }),
-    })?;
-    if root != block.header.state_root {
-        return Err(ApplyError::Invalid(VerifyError::Execution {
-            number: n,
-            reason: "state root differs from execution".into(),
-        }));
-    }
+    // Each account read is recorded with its value before the block (an
+    // executor may read one twice: the first read is the "before"), and a
+    // failed read keeps the store's own error.
+    let mut before: Vec<(Address, Option<Account>)> = Vec::new();
+    let mut failed: Option<E> = None;
+    let result = executor.execute(block, parent, &mut |a: &Address| {
+        if let Some((_, acct)) = before.iter().find(|(x, _)| x == a) {
+            return Ok(*acct);
+        }
+        match read(a) {
+            Ok(acct) => {
+                before.push((*a, acct));
+                Ok(acct)
+            }
+            Err(e) => {
+                failed = Some(e);
+                Err(Unreadable)
+            }
+        }
+    });
+    let diff = match (result, failed) {
+        (_, Some(e)) => return Err(ApplyError::Read(e)),
+        (Ok(diff), None) => diff,
+        (Err(ExecFailure::Invalid(reason)), None) => {
+            return Err(ApplyError::Invalid(VerifyError::Execution {
+                number: n,
+                reason,
+            }))
+        }
+        (Err(ExecFailure::Unreadable), None) => {
+            return Err(ApplyError::Invalid(VerifyError::Execution {
+                number: n,
+                reason: "the executor reported a failed read that did not happen".into(),
+            }))
+        }
+    };
     Ok(Applied { diff, before })
 }
 

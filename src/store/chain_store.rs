@@ -1,6 +1,7 @@
 //! The LMDB chain store and its [`ChainBackend`] implementation.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use lmdb::{Database, RwTransaction, Transaction, WriteFlags};
 use serde::Serialize;
@@ -10,6 +11,7 @@ use super::error::StoreError;
 use super::lock::DirLock;
 use super::tables::*;
 use crate::chain::backend::InsertBatch;
+use crate::chain::executor::{Executor, Transfers};
 use crate::chain::spec::{ChainSpec, Genesis, GenesisSpec};
 use crate::chain::state::{execute_block, Account, Address, ApplyError, StateDiff};
 use crate::chain::types::{encode, Block, BlockWithSig, Body, CommitSig, Committee, Header};
@@ -98,6 +100,8 @@ pub struct Store {
     dbs: Dbs,
     spec: ChainSpec,
     genesis_spec: GenesisSpec,
+    /// The state transition every inserted block goes through.
+    executor: Arc<dyn Executor>,
     /// The datadir's lock; the last field, so it is released only after
     /// the environment has closed.
     _lock: DirLock,
@@ -163,6 +167,7 @@ impl Store {
             dbs,
             spec,
             genesis_spec,
+            executor: Arc::new(Transfers),
             _lock: lock,
         };
         let stored_genesis = store.read(|txn, dbs| get_raw(txn, dbs.hashes, &be(0)))?;
@@ -247,6 +252,14 @@ impl Store {
         Store::open_locked(dir, opts, lock)
     }
 
+    /// This store with `executor` as the state transition of the blocks
+    /// it inserts from now on (the default is [`Transfers`], this chain's
+    /// own). The genesis state is the one the store was created with.
+    pub fn with_executor(mut self, executor: Arc<dyn Executor>) -> Store {
+        self.executor = executor;
+        self
+    }
+
     /// The datadir.
     pub fn path(&self) -> &Path {
         &self.path
@@ -286,14 +299,15 @@ impl Store {
 
     /// Executes and inserts `batch` in one write transaction: blocks, commit
     /// signatures, committees named, account changes, head and stage
-    /// progress. Checks that the batch extends the head and that every
-    /// block's state root matches its execution; on any error nothing is
-    /// written. Signatures are the caller's job (see `chain::verify`): the
+    /// progress. Checks that the batch extends the head and executes every
+    /// block with the store's [`Executor`] (which checks its state root);
+    /// on any error nothing is written. Signatures are the caller's job (see `chain::verify`): the
     /// commit signature kept for each block is the one its child's header
     /// carries, and for the batch's last block the one sent with it, which
     /// the caller must have verified.
     pub fn insert_batch(&self, batch: &InsertBatch) -> Result<HeadInfo, StoreError> {
         let spec = self.spec.clone();
+        let executor = self.executor.clone();
         self.write(|txn, dbs| {
             let (head_n, head_hash) = read_head(txn, dbs)?;
             let mut parent: Header =
@@ -312,23 +326,24 @@ impl Store {
                 let bws = &sealed.block;
                 let b = &bws.block;
                 let n = b.number();
-                let applied = {
-                    let accounts = dbs.accounts;
-                    let txn_ro: &RwTransaction<'_> = txn;
-                    execute_block(b, &parent, &parent_hash, |a: &Address| {
-                        match overlay.get(a) {
-                            Some(acct) => Ok(Some(*acct)),
-                            None => read_account(txn_ro, accounts, a),
-                        }
-                    })
-                }
-                .map_err(|e| match e {
-                    ApplyError::NotContiguous { head, got } => {
-                        StoreError::NotContiguous { head, got }
+                let applied =
+                    {
+                        let accounts = dbs.accounts;
+                        let txn_ro: &RwTransaction<'_> = txn;
+                        execute_block(b, &parent, &parent_hash, &*executor, |a: &Address| {
+                            match overlay.get(a) {
+                                Some(acct) => Ok(Some(*acct)),
+                                None => read_account(txn_ro, accounts, a),
+                            }
+                        })
                     }
-                    ApplyError::Invalid(v) => StoreError::Invalid(v),
-                    ApplyError::Read(se) => se,
-                })?;
+                    .map_err(|e| match e {
+                        ApplyError::NotContiguous { head, got } => {
+                            StoreError::NotContiguous { head, got }
+                        }
+                        ApplyError::Invalid(v) => StoreError::Invalid(v),
+                        ApplyError::Read(se) => se,
+                    })?;
                 let before: Vec<AccountChange> = applied
                     .before
                     .iter()

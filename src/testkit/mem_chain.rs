@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use parking_lot::RwLock;
 
 use crate::chain::backend::InsertBatch;
+use crate::chain::executor::Transfers;
 use crate::chain::state::{execute_block, Account, Address, ApplyError};
 use crate::chain::{
     BackendError, Block, BlockWithSig, ChainBackend, ChainSpec, CommitSig, Committee, Genesis,
@@ -163,7 +164,7 @@ impl ChainBackend for MemChain {
         let mut staged: Vec<Stored> = Vec::with_capacity(batch.blocks.len());
         for sealed in batch.blocks.iter() {
             let b = &sealed.block.block;
-            let applied = execute_block(b, &parent, &parent_hash, |a: &Address| {
+            let applied = execute_block(b, &parent, &parent_hash, &Transfers, |a: &Address| {
                 Ok::<_, std::convert::Infallible>(
                     overlay
                         .get(a)
