@@ -25,7 +25,7 @@ pub struct Args {
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
-    /// Where to write the picture (SVG); `-` for none.
+    /// Draw the run into this file (SVG); none without it.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
 }
@@ -55,12 +55,8 @@ pub fn run(a: Args) -> Result<(), CliError> {
     })?;
     r.wall_s = wall.elapsed().as_secs_f64();
     r.peak_rss_mb = super::peak_rss_mb();
-    let svg = a
-        .svg
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("simulate-{}.svg", s.name)));
-    if svg.as_os_str() != "-" {
-        super::sim_plot::draw(&r, &svg)?;
+    if let Some(svg) = &a.svg {
+        super::sim_plot::draw(&r, svg)?;
     }
     if a.json {
         let mut v = serde_json::to_value(&r)?;
@@ -70,7 +66,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         println!("{v}");
     } else {
         print_text(&r, &s);
-        if svg.as_os_str() != "-" {
+        if let Some(svg) = &a.svg {
             println!("picture: {}", svg.display());
         }
     }
