@@ -37,6 +37,9 @@
 //! ```
 #![deny(missing_docs, missing_debug_implementations)]
 
+// Misbehaving backends and the junk-connection flood: attack code for
+// tests and `localnet --byzantine`, not for an embedder.
+#[cfg(feature = "testkit")]
 pub mod byzantine;
 pub mod chain;
 pub mod config;

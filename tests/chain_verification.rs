@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
+#[cfg(feature = "testkit")]
 use streamsync::byzantine::ForgedFork;
 use streamsync::chain::verify::{sig_job, verify_block, verify_segment, SigPolicy};
 use streamsync::chain::{Block, BlockWithSig, Body, CommitSig, Header, VerifyError};
@@ -240,6 +241,7 @@ fn bit_flipped_blocks_never_panic_the_decoder() {
 /// whether SyncEpoch established the next committee (it wins over the named
 /// one) or could not (the hand-over's own signature fails).
 #[test]
+#[cfg(feature = "testkit")] // ForgedFork is test support
 fn forged_hand_over_is_refused_for_every_alignment_under_sampling() {
     const LEN: usize = 128;
     let (genesis, chain, blocks) = common::chain(common::spec(17, 200, 8), 1, 560);

@@ -289,6 +289,7 @@ fn unwind_restores_the_state_and_removes_later_blocks() {
 /// honest chain passes; a chain with a forged hand-over is verified only up
 /// to the previous epoch's last block.
 #[test]
+#[cfg(feature = "testkit")] // ForgedFork is test support
 fn audit_stops_at_the_last_block_before_a_forged_hand_over() {
     use streamsync::byzantine::ForgedFork;
     use streamsync::chain::audit::audit_chain;

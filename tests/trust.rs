@@ -10,17 +10,20 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::nodes::{head_hash, serving, syncing_through, Running};
-use libp2p_identity::PeerId;
-use streamsync::byzantine::ForgedFork;
+use common::nodes::{serving, syncing_through, Running};
 use streamsync::chain::backend::InsertBatch;
-use streamsync::chain::{BlockWithSig, ChainBackend};
-use streamsync::node::Node;
-use streamsync::stream::{PeerAddr, RemovalReason};
+use streamsync::chain::ChainBackend;
+use streamsync::stream::PeerAddr;
 use streamsync::sync::SyncOutcome;
+#[cfg(feature = "testkit")] // ForgedFork is test support
+use {
+    common::nodes::head_hash, libp2p_identity::PeerId, streamsync::byzantine::ForgedFork,
+    streamsync::chain::BlockWithSig, streamsync::node::Node, streamsync::stream::RemovalReason,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 
+#[cfg(feature = "testkit")]
 fn peer(r: &Running) -> PeerId {
     r.node.peer_addr().peer
 }
@@ -30,10 +33,12 @@ fn boot(peers: &[&Running]) -> Vec<PeerAddr> {
 }
 
 /// The removals `node` decided, as (peer, reason).
+#[cfg(feature = "testkit")]
 fn removals(node: &Node) -> Vec<(PeerId, RemovalReason)> {
     node.status().host.recent_removals
 }
 
+#[cfg(feature = "testkit")]
 fn assert_never_removed(node: &Node, honest: &Running) {
     let r = removals(node);
     assert!(
@@ -47,6 +52,7 @@ fn assert_never_removed(node: &Node, honest: &Running) {
 /// signed by the forger) finds it on start, unwinds to its last verified
 /// block, says so, and syncs the honest chain.
 #[test]
+#[cfg(feature = "testkit")] // ForgedFork is test support
 fn a_node_on_an_invalid_branch_unwinds_to_its_last_verified_block() {
     let (genesis, chain, blocks) = common::chain(common::spec(37, 50, 8), 1, 300);
     let hand_over = chain.epoch_last_block(1);

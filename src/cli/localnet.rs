@@ -1,7 +1,8 @@
 //! `streamsync localnet`, the main job (DESIGN.md §12): generate a chain,
-//! start serving peers on loopback (some byzantine if asked), start a fresh
-//! node as a child process that finds them (boot peer + peer exchange) and
-//! full-syncs, show its progress, and report.
+//! start serving peers on loopback (some byzantine if asked: `--byzantine`,
+//! `--behaviours` and `--flood` exist in a build with the `testkit`
+//! feature), start a fresh node as a child process that finds them (boot
+//! peer + peer exchange) and full-syncs, show its progress, and report.
 //!
 //! Stopped by SIGINT/SIGTERM, it stops the syncing node (SIGTERM, then
 //! SIGKILL after [`CHILD_STOP_DEADLINE`]) and the serving peers (threads of
@@ -14,12 +15,15 @@ use std::io::{BufRead, BufReader, IsTerminal};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+#[cfg(feature = "testkit")]
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
+#[cfg(feature = "testkit")]
 use streamsync::byzantine::flood::Flood;
+#[cfg(feature = "testkit")]
 use streamsync::byzantine::{Behaviour, ByzantineBackend};
 use streamsync::chain::backend::InsertBatch;
 use streamsync::chain::generator::{txs_for_block_size, Generator};
@@ -32,6 +36,7 @@ use streamsync::node::{Node, NodeConfig, SHUTDOWN_DEADLINE};
 use streamsync::runtime::HostConfig;
 use streamsync::store::{Store, StoreOptions};
 use streamsync::stream::PeerAddr;
+#[cfg(feature = "testkit")]
 use streamsync::wire::ProtocolId;
 
 use super::localnet_plot;
@@ -145,10 +150,12 @@ pub struct Args {
     /// How many of the peers serve corrupted data (wrong bodies, bad
     /// signatures, lying heights, garbage, silence, forged fork, fake
     /// hashes, broken links, in turn).
+    #[cfg(feature = "testkit")]
     #[arg(long, default_value_t = 0)]
     byzantine: usize,
     /// Behaviours of the byzantine peers instead, comma-separated (e.g.
     /// `forged-fork` or `fake-hashes,broken-links`); one peer each.
+    #[cfg(feature = "testkit")]
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     behaviours: Vec<Behaviour>,
     /// Serve the syncing node's `/metrics` and `/status` here.
@@ -184,6 +191,7 @@ pub struct Args {
     /// kept up against the serving peers during the sync. The run then
     /// syncs twice, side by side: undisturbed first, then under the flood,
     /// and reports both rates.
+    #[cfg(feature = "testkit")]
     #[arg(long, value_name = "N", default_value_t = 0)]
     flood: usize,
     /// Keep the work files (chain, logs) in this directory; without it they
@@ -201,6 +209,7 @@ pub struct Args {
 }
 
 /// Time the serving peers get to take a flood's opening burst.
+#[cfg(feature = "testkit")]
 const FLOOD_SETTLE: Duration = Duration::from_secs(3);
 
 fn bar(len: u64, template: &str) -> ProgressBar {
@@ -255,30 +264,135 @@ fn isolated_verify_rate(store: &Store) -> Result<f64, CliError> {
     Ok(best)
 }
 
-pub fn run(mut a: Args) -> Result<(), CliError> {
-    // Before anything is created: from here on a signal cleans up.
-    let stop = StopSignal::install()?;
-    if !a.behaviours.is_empty() {
-        if a.byzantine != 0 && a.byzantine != a.behaviours.len() {
+impl Args {
+    /// Serving peers that misbehave (the last ones): none without the
+    /// `testkit` feature.
+    fn byzantine_count(&self) -> usize {
+        #[cfg(feature = "testkit")]
+        return self.byzantine;
+        #[cfg(not(feature = "testkit"))]
+        0
+    }
+
+    /// Junk connections against the serving peers: none without the
+    /// `testkit` feature.
+    fn flood_count(&self) -> usize {
+        #[cfg(feature = "testkit")]
+        return self.flood;
+        #[cfg(not(feature = "testkit"))]
+        0
+    }
+
+    /// The byzantine peers' behaviours by name, for the report.
+    fn behaviour_names(&self) -> Vec<&'static str> {
+        #[cfg(feature = "testkit")]
+        return self.behaviours.iter().map(|b| b.name()).collect();
+        #[cfg(not(feature = "testkit"))]
+        Vec::new()
+    }
+
+    /// `--byzantine` and `--behaviours` agreed: one behaviour per byzantine
+    /// peer, `--byzantine N` handing out `Behaviour::ALL` in turn.
+    #[cfg(feature = "testkit")]
+    fn settle_behaviours(mut self) -> Result<Args, CliError> {
+        if !self.behaviours.is_empty() {
+            if self.byzantine != 0 && self.byzantine != self.behaviours.len() {
+                return Err(format!(
+                    "--byzantine {} but --behaviours names {}",
+                    self.byzantine,
+                    self.behaviours.len()
+                )
+                .into());
+            }
+            self.byzantine = self.behaviours.len();
+        } else {
+            self.behaviours = (0..self.byzantine)
+                .map(|i| Behaviour::ALL[i % Behaviour::ALL.len()])
+                .collect();
+        }
+        if self.peers == 0 || self.byzantine >= self.peers {
             return Err(format!(
-                "--byzantine {} but --behaviours names {}",
-                a.byzantine,
-                a.behaviours.len()
+                "--byzantine {} needs at least one honest peer of --peers {}",
+                self.byzantine, self.peers
             )
             .into());
         }
-        a.byzantine = a.behaviours.len();
-    } else {
-        a.behaviours = (0..a.byzantine)
-            .map(|i| Behaviour::ALL[i % Behaviour::ALL.len()])
-            .collect();
+        Ok(self)
     }
-    if a.peers == 0 || a.byzantine >= a.peers {
-        return Err(format!(
-            "--byzantine {} needs at least one honest peer of --peers {}",
-            a.byzantine, a.peers
-        )
-        .into());
+}
+
+/// What serving peer `i` serves and how its label names it: the last
+/// `--byzantine` peers serve `source` corrupted (and a silent one answers
+/// nothing), the others `source` as it is. The name is the behaviour's
+/// (`Debug`, command-line name) for a byzantine peer.
+#[cfg(feature = "testkit")]
+fn peer_backend(
+    a: &Args,
+    i: usize,
+    source: &Arc<Store>,
+    host: &mut HostConfig,
+) -> (Arc<dyn ChainBackend>, Option<(String, &'static str)>) {
+    let first_byzantine = a.peers - a.byzantine;
+    if i < first_byzantine {
+        return (source.clone(), None);
+    }
+    let b = a.behaviours[i - first_byzantine];
+    host.server.answer = b != Behaviour::Silence;
+    let backend = Arc::new(ByzantineBackend::new(source.clone(), b));
+    (backend, Some((format!("{b:?}"), b.name())))
+}
+
+/// Without the `testkit` feature every serving peer is honest.
+#[cfg(not(feature = "testkit"))]
+fn peer_backend(
+    _: &Args,
+    _: usize,
+    source: &Arc<Store>,
+    _: &mut HostConfig,
+) -> (Arc<dyn ChainBackend>, Option<(String, &'static str)>) {
+    (source.clone(), None)
+}
+
+/// `--flood N`: N junk connections against the serving `peers`, started
+/// once their opening burst is taken; `None` without `--flood`.
+#[cfg(feature = "testkit")]
+fn start_flood(a: &Args, peers: &[Node], say: impl Fn(String)) -> Option<Flood> {
+    (a.flood > 0).then(|| {
+        let targets: Vec<SocketAddr> = peers.iter().map(|p| p.peer_addr().addr).collect();
+        let f = Flood::start(&targets, a.flood, ProtocolId::sync(Network::Localnet, 0));
+        // The peers take the opening burst (handshakes, megabytes of
+        // partial frames to decrypt) before the sync starts: what is
+        // measured is a sync while the junk is held, not the burst.
+        std::thread::park_timeout(FLOOD_SETTLE);
+        say(format!(
+            "flood: {} junk connections up ({} handshaken) against {} peers",
+            f.stats.opened.load(Ordering::Relaxed),
+            f.stats.handshakes.load(Ordering::Relaxed),
+            targets.len()
+        ));
+        f
+    })
+}
+
+/// The flood's counters for the report; stops the flood.
+#[cfg(feature = "testkit")]
+fn stop_flood(a: &Args, f: Flood) -> serde_json::Value {
+    serde_json::json!({
+        "connections": a.flood,
+        "opened": f.stats.opened.load(Ordering::Relaxed),
+        "handshakes": f.stats.handshakes.load(Ordering::Relaxed),
+        "closed_by_target": f.stats.closed_by_target.load(Ordering::Relaxed),
+    })
+}
+
+pub fn run(a: Args) -> Result<(), CliError> {
+    // Before anything is created: from here on a signal cleans up.
+    let stop = StopSignal::install()?;
+    #[cfg(feature = "testkit")]
+    let a = a.settle_behaviours()?;
+    #[cfg(not(feature = "testkit"))]
+    if a.peers == 0 {
+        return Err("--peers 0: localnet needs a serving peer".into());
     }
     let work = match &a.keep {
         Some(d) => d.clone(),
@@ -371,15 +485,10 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
     let mut labels: Vec<String> = Vec::new();
     let mut boot = None;
     for i in 0..a.peers {
-        let byz = (i >= a.peers - a.byzantine).then(|| a.behaviours[i - (a.peers - a.byzantine)]);
-        let backend: Arc<dyn ChainBackend> = match byz {
-            Some(b) => Arc::new(ByzantineBackend::new(source.clone(), b)),
-            None => source.clone(),
-        };
         let config = Config::for_network(Network::Localnet);
         let listen: SocketAddr = "127.0.0.1:0".parse()?;
         let mut host = HostConfig::from_config(&config, listen, 0);
-        host.server.answer = byz != Some(Behaviour::Silence);
+        let (backend, byz) = peer_backend(a, i, &source, &mut host);
         host.net.link = a.link.profile();
         let mut cfg = NodeConfig::new(config, listen);
         cfg.boot = boot.into_iter().collect();
@@ -391,12 +500,13 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
         say(format!(
             "peer {i}: {}{}",
             to_multiaddr(node.peer_addr().addr, Some(node.peer_addr().peer)),
-            byz.map(|b| format!(" (byzantine: {b:?})"))
+            byz.as_ref()
+                .map(|(b, _)| format!(" (byzantine: {b})"))
                 .unwrap_or_default()
         ));
         peers.push(node);
         labels.push(match byz {
-            Some(b) => format!("peer {i} ({})", b.name()),
+            Some((_, name)) => format!("peer {i} ({name})"),
             None => format!("peer {i}"),
         });
     }
@@ -412,9 +522,9 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
     let min_peers = Config::for_network(Network::Localnet)
         .sync
         .min_peers
-        .min(a.peers - a.byzantine)
+        .min(a.peers - a.byzantine_count())
         .max(1);
-    let r0 = if a.flood > 0 {
+    let r0 = if a.flood_count() > 0 {
         // Side by side in one run: the same sync undisturbed, then under
         // the flood.
         say("syncing once undisturbed, for the reference".into());
@@ -437,21 +547,8 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
     } else {
         None
     };
-    let flood = (a.flood > 0).then(|| {
-        let targets: Vec<SocketAddr> = peers.iter().map(|p| p.peer_addr().addr).collect();
-        let f = Flood::start(&targets, a.flood, ProtocolId::sync(Network::Localnet, 0));
-        // The peers take the opening burst (handshakes, megabytes of
-        // partial frames to decrypt) before the sync starts: what is
-        // measured is a sync while the junk is held, not the burst.
-        std::thread::park_timeout(FLOOD_SETTLE);
-        say(format!(
-            "flood: {} junk connections up ({} handshaken) against {} peers",
-            f.stats.opened.load(Ordering::Relaxed),
-            f.stats.handshakes.load(Ordering::Relaxed),
-            targets.len()
-        ));
-        f
-    });
+    #[cfg(feature = "testkit")]
+    let flood = start_flood(a, &peers, say);
     let served_before: Vec<u64> = peers.iter().map(|p| p.host().blocks_served()).collect();
     let mut samples = Vec::new();
     let outcome = sync_once(
@@ -474,15 +571,10 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
             blocks: p.host().blocks_served().saturating_sub(*before),
         })
         .collect();
-    let flood_stats = flood.as_ref().map(|f| {
-        serde_json::json!({
-            "connections": a.flood,
-            "opened": f.stats.opened.load(Ordering::Relaxed),
-            "handshakes": f.stats.handshakes.load(Ordering::Relaxed),
-            "closed_by_target": f.stats.closed_by_target.load(Ordering::Relaxed),
-        })
-    });
-    drop(flood);
+    #[cfg(feature = "testkit")]
+    let flood_stats = flood.map(|f| stop_flood(a, f));
+    #[cfg(not(feature = "testkit"))]
+    let flood_stats: Option<serde_json::Value> = None;
     stop_peers(peers);
     let r = outcome?;
     let head_hash = r["head_hash"].as_str().unwrap_or_default().to_string();
@@ -496,8 +588,8 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
         "head_hash": head_hash,
         "head_match": head_match,
         "peers": a.peers,
-        "byzantine": a.byzantine,
-        "behaviours": a.behaviours.iter().map(|b| b.name()).collect::<Vec<_>>(),
+        "byzantine": a.byzantine_count(),
+        "behaviours": a.behaviour_names(),
         "unwinds": r["unwinds"],
         "streams_used": r["streams_used"],
         "streams_removed": r["streams_removed"],

@@ -37,7 +37,9 @@ pub struct ServerConfig {
     /// Soft limit of one block response, bytes.
     pub soft_response_bytes: usize,
     /// Answer requests (true), or drop them silently (`localnet
-    /// --byzantine` simulates a silent peer with it).
+    /// --byzantine` simulates a silent peer with it). Test support: only
+    /// with the `testkit` feature.
+    #[cfg(feature = "testkit")]
     pub answer: bool,
 }
 
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             workers: 2,
             limits: RateLimits::default(),
             soft_response_bytes: SOFT_RESPONSE_BYTES,
+            #[cfg(feature = "testkit")]
             answer: true,
         }
     }
@@ -73,6 +76,7 @@ struct Shared {
     limiter: Mutex<RateLimiter>,
     peers: Arc<PeerSource>,
     soft_limit: usize,
+    #[cfg(feature = "testkit")]
     answer: bool,
     /// Blocks sent in answers (block and epoch-state answers), since start.
     served: Arc<AtomicU64>,
@@ -96,6 +100,7 @@ impl Server {
             limiter: Mutex::new(RateLimiter::new(cfg.limits, Instant::now())),
             peers,
             soft_limit: cfg.soft_response_bytes,
+            #[cfg(feature = "testkit")]
             answer: cfg.answer,
         });
         let workers = (0..cfg.workers.max(1))
@@ -129,6 +134,7 @@ fn worker(s: &Shared, requests: &Receiver<InboundRequest>) {
     let sync_server_request = metrics::counter!(names::SYNC_SERVER_REQUEST);
     let delay = metrics::histogram!(names::SERVER_REQUEST_DELAY);
     for req in requests.iter() {
+        #[cfg(feature = "testkit")]
         if !s.answer {
             continue;
         }

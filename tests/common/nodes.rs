@@ -1,9 +1,11 @@
 //! Real nodes over loopback for sync tests: serving peers (honest,
-//! byzantine, or over any backend) and syncing nodes.
+//! byzantine with the `testkit` feature, or over any backend) and syncing
+//! nodes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "testkit")]
 use streamsync::byzantine::{Behaviour, ByzantineBackend};
 use streamsync::chain::{BlockWithSig, ChainBackend, Genesis};
 use streamsync::config::{Config, Network};
@@ -23,30 +25,30 @@ pub struct Running {
 
 /// A node serving `genesis` + `blocks` honestly.
 pub fn serving(genesis: &Genesis, blocks: &[BlockWithSig]) -> Running {
-    serving_through(genesis, blocks, true, |s| s)
+    serving_through(genesis, blocks, |s| s)
 }
 
 /// A node serving `genesis` + `blocks` honestly that dials `peer` (so a
 /// node whose boot peers are gone gets a stream to it).
 pub fn serving_and_dialling(genesis: &Genesis, blocks: &[BlockWithSig], peer: PeerAddr) -> Running {
-    serving_from(genesis, blocks, true, vec![peer], |s| s)
+    serving_from(genesis, blocks, |_| {}, vec![peer], |s| s)
 }
 
 /// A node serving `genesis` + `blocks` through the backend `wrap` builds
-/// over its store; `answer: false` never answers.
+/// over its store.
 pub fn serving_through(
     genesis: &Genesis,
     blocks: &[BlockWithSig],
-    answer: bool,
     wrap: impl FnOnce(Arc<dyn ChainBackend>) -> Arc<dyn ChainBackend>,
 ) -> Running {
-    serving_from(genesis, blocks, answer, vec![], wrap)
+    serving_from(genesis, blocks, |_| {}, vec![], wrap)
 }
 
+/// A serving node whose host settings `tune` adjusts.
 fn serving_from(
     genesis: &Genesis,
     blocks: &[BlockWithSig],
-    answer: bool,
+    tune: impl FnOnce(&mut HostConfig),
     boot: Vec<PeerAddr>,
     wrap: impl FnOnce(Arc<dyn ChainBackend>) -> Arc<dyn ChainBackend>,
 ) -> Running {
@@ -54,7 +56,7 @@ fn serving_from(
     let config = Config::for_network(Network::Localnet);
     let listen = "127.0.0.1:0".parse().expect("addr");
     let mut host = HostConfig::from_config(&config, listen, 0);
-    host.server.answer = answer;
+    tune(&mut host);
     let mut cfg = NodeConfig::new(config, listen);
     cfg.host = Some(host);
     cfg.boot = boot;
@@ -67,11 +69,18 @@ fn serving_from(
     }
 }
 
-/// A node serving `genesis` + `blocks` with byzantine behaviour `b`.
+/// A node serving `genesis` + `blocks` with byzantine behaviour `b` (a
+/// silent one answers nothing).
+#[cfg(feature = "testkit")]
 pub fn byzantine(genesis: &Genesis, blocks: &[BlockWithSig], b: Behaviour) -> Running {
-    serving_through(genesis, blocks, b != Behaviour::Silence, |s| {
-        Arc::new(ByzantineBackend::new(s, b))
-    })
+    let answer = b != Behaviour::Silence;
+    serving_from(
+        genesis,
+        blocks,
+        |host| host.server.answer = answer,
+        vec![],
+        |s| Arc::new(ByzantineBackend::new(s, b)),
+    )
 }
 
 /// A fresh node syncing from `boot`, leaving once synced.
