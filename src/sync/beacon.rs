@@ -1,6 +1,7 @@
 //! The beacon helper (Harmony's name): blocks the host node got from
 //! consensus or gossip, handed to the sync with
-//! [`SyncMachine::handle_offered`] (`Node::offer_block`).
+//! [`Node::offer_block`](crate::Node::offer_block) (the machine's
+//! `handle_offered`).
 //!
 //! Rules:
 //! - an offered block at or below the head is refused as stale; one more

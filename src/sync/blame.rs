@@ -36,8 +36,6 @@ pub enum Fault {
     /// It did not answer in time: soft (the request manager reports
     /// streams that keep timing out).
     Unresponsive,
-    /// The node's own fault (storage, an epoch it lacks): nobody.
-    Local,
 }
 
 impl Fault {
@@ -47,7 +45,6 @@ impl Fault {
             Fault::ProvenInvalid => Some(RemovalReason::CriticalError),
             Fault::Useless => Some(RemovalReason::InvalidResponse),
             Fault::Unresponsive => Some(RemovalReason::ConnectionFailure),
-            Fault::Local => None,
         }
     }
 }
@@ -278,6 +275,5 @@ mod tests {
         for f in [Fault::Useless, Fault::Unresponsive] {
             assert!(f.removal().is_some_and(|r| !r.is_critical()), "{f:?}");
         }
-        assert_eq!(Fault::Local.removal(), None);
     }
 }

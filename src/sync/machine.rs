@@ -40,8 +40,11 @@ use std::time::{Duration, Instant};
 
 use libp2p_identity::PeerId;
 
-use super::blame::{Fault, Provenance};
+use super::blame::Provenance;
+// What `Action::Blame` and `Action::Stat` carry.
+pub use super::blame::Fault;
 use super::claims::Claims;
+pub use super::finish::Stat;
 use super::settings::SyncSettings;
 use super::status::SyncStatus;
 use super::window::Link;
@@ -107,7 +110,7 @@ pub enum Action {
     /// The status changed.
     Status(Box<SyncStatus>),
     /// A metric to record.
-    Stat(super::finish::Stat),
+    Stat(Stat),
 }
 
 /// A batch to verify: pure and self-contained, so it runs on any thread.
@@ -569,12 +572,8 @@ impl SyncMachine {
         self.held + self.reserved
     }
 
-    /// Requests in flight.
-    pub fn in_flight(&self) -> usize {
-        self.reqs.len()
-    }
-
     /// Requests in flight on `stream`.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn in_flight_on(&self, stream: StreamId) -> usize {
         self.links.get(&stream).map_or(0, |l| l.in_flight)
     }

@@ -1,7 +1,7 @@
 //! The staged sync (DESIGN.md §9) as a sans-IO streaming machine.
 //!
-//! - [`machine`]: [`SyncMachine`], the whole logic: `handle_*(…, now)`
-//!   inputs, polled [`Action`]s, `next_deadline()`; no blocking, no clock,
+//! - `machine`: `SyncMachine`, the whole logic: `handle_*(…, now)`
+//!   inputs, polled `Action`s, `next_deadline()`; no blocking, no clock,
 //!   no channel, socket or store handle. Its module docs give the call
 //!   order.
 //! - One file per stage, each holding that stage's part of the machine, in
@@ -40,26 +40,35 @@ mod block_bodies;
 mod block_hashes;
 mod claims;
 pub(crate) mod driver;
-pub mod error;
+mod error;
 mod finish;
 mod heads;
+// The sans-IO machine and its jobs: the node drives it on its sync thread;
+// tests and the simulator drive it directly (test support).
+#[cfg(feature = "testkit")]
 pub mod machine;
+#[cfg(not(feature = "testkit"))]
+pub(crate) mod machine;
 mod ranges;
 pub(crate) mod resume;
-pub mod settings;
+mod settings;
 mod short_range;
 mod states;
-pub mod status;
+mod status;
 mod sync_epoch;
 mod window;
 pub(crate) mod writer;
 
 pub use crate::chain::StageId;
-pub use driver::SyncThread;
+pub(crate) use driver::SyncThread;
+#[cfg(feature = "testkit")]
 pub use error::StageError;
+#[cfg(not(feature = "testkit"))]
+pub(crate) use error::StageError;
+#[cfg(feature = "testkit")]
 pub use machine::{Action, CommitJob, Restored, Start, SyncMachine, Tip, VerifyJob};
 pub use settings::SyncSettings;
-pub use status::SyncStatus;
+pub use status::{StreamBlocks, SyncStatus, MAX_STREAM_BLOCKS};
 
 use serde::Serialize;
 
