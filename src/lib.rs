@@ -49,7 +49,12 @@ pub mod net;
 pub mod node;
 pub mod request;
 pub mod runtime;
+// The server pool and its rate limiter: the host runs them; tests run a
+// bare server (test support). Its settings are `runtime`'s re-exports.
+#[cfg(feature = "testkit")]
 pub mod server;
+#[cfg(not(feature = "testkit"))]
+pub(crate) mod server;
 pub mod store;
 pub mod stream;
 pub mod sync;

@@ -15,6 +15,7 @@
 //!
 //! Properties marked `#[ignore = "bug: …"]` fail on the current core; each
 //! names the bug it shows. Run them with `-- --ignored`.
+#![cfg(feature = "testkit")] // the request manager core is test support
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};

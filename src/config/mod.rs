@@ -17,5 +17,5 @@ mod sync;
 pub use error::ConfigError;
 pub use limits::{LimitsConfig, MIN_READ_BUFFER_BUDGET};
 pub use load::{load_file, load_str, set_sync_key};
-pub use network::Network;
+pub use network::{Network, NetworkDefaults};
 pub use sync::{Config, StagedSyncConfig, SyncConfig, SyncMode};

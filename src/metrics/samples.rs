@@ -22,7 +22,7 @@ pub struct Samples {
 
 impl Samples {
     /// Records `v`, unless `MAX_PENDING_SAMPLES` are already pending
-    /// (then it is counted in [`Samples::dropped`]).
+    /// (then it is counted as dropped).
     pub fn record(&mut self, v: f64) {
         if self.values.len() < MAX_PENDING_SAMPLES {
             self.values.push(v);
@@ -37,16 +37,19 @@ impl Samples {
     }
 
     /// Samples pending.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
     /// Whether no sample is pending.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
     /// Samples dropped so far because too many were pending.
+    #[cfg(test)]
     pub fn dropped(&self) -> u64 {
         self.dropped
     }

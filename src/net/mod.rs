@@ -32,7 +32,9 @@ pub use events::{CloseReason, InboundRequest, NetEvent, StreamClosed, StreamId, 
 pub use link::{LinkProfile, LinkShaper};
 use reactor::{Command, Reactor, LISTENER, WAKER};
 pub use semaphore::{WritePermit, WriteSemaphore, DEFAULT_WRITE_CONCURRENCY};
+// Named by a closed stream's reason (`CloseReason::Session`).
 use session::LocalKeys;
+pub use session::SessionError;
 
 use crate::crypto::NodeIdentity;
 use crate::wire::{Message, ProtocolId};

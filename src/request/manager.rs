@@ -290,16 +290,19 @@ impl RequestManager {
     }
 
     /// Requests in flight.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn pending(&self) -> usize {
         self.flights.len()
     }
 
     /// Late or duplicate responses dropped so far.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn stale_responses(&self) -> u64 {
         self.stale
     }
 
     /// The in-flight window of `stream`.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn window(&self, stream: StreamId) -> Option<u32> {
         self.streams.get(&stream).map(|s| s.window as u32)
     }

@@ -6,13 +6,17 @@
 
 #[cfg(feature = "testkit")]
 pub mod direct;
-pub mod manager;
+mod manager;
 #[cfg(test)]
 mod tests;
 
 #[cfg(feature = "testkit")]
 pub use direct::{ClientError, DirectClient};
-pub use manager::{
-    HealthStats, Priority, RequestError, RequestManager, RequestOptions, RmAction, RmConfig,
-    RmStats, Ticket,
-};
+// What the host's settings, status and request handle name.
+pub use manager::{HealthStats, Priority, RequestError, RequestOptions, RmConfig};
+// The sans-IO manager itself: the host drives it on its requests thread;
+// the property tests and benchmarks drive it directly (test support).
+#[cfg(feature = "testkit")]
+pub use manager::{RequestManager, RmAction, RmStats, Ticket};
+#[cfg(not(feature = "testkit"))]
+pub(crate) use manager::{RequestManager, RmAction, RmStats, Ticket};

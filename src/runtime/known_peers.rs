@@ -8,9 +8,9 @@
 //! every discovery, as it offers the ones it met in this run.
 //!
 //! The file is the operator's disk, not the network's, but it is still
-//! read defensively: at most [`MAX_FILE_BYTES`] are read, a line that does
-//! not parse is skipped (and logged), and at most
-//! [`crate::stream::MAX_KNOWN`] peers are kept.
+//! read defensively: at most `MAX_KNOWN` (the stream manager's cap) lines
+//! of 256 bytes are read, a line that does not parse is skipped (and
+//! logged), and at most `MAX_KNOWN` peers are kept.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -20,13 +20,13 @@ use crate::stream::{PeerAddr, MAX_KNOWN};
 /// The file's name in the datadir.
 pub const FILE_NAME: &str = "known_peers";
 
-/// Bytes read from the file at most: [`MAX_KNOWN`] lines of 256 bytes.
-pub const MAX_FILE_BYTES: u64 = (MAX_KNOWN * 256) as u64;
+/// Bytes read from the file at most: `MAX_KNOWN` lines of 256 bytes.
+pub(crate) const MAX_FILE_BYTES: u64 = (MAX_KNOWN * 256) as u64;
 
 /// Reads the known peers saved at `path`: none if the file does not exist;
 /// lines that are not a multiaddr with an IP, a TCP port and a PeerId are
-/// skipped; the last [`MAX_KNOWN`] are returned, in the file's order.
-pub fn load(path: &Path) -> std::io::Result<Vec<PeerAddr>> {
+/// skipped; the last `MAX_KNOWN` are returned, in the file's order.
+pub(crate) fn load(path: &Path) -> std::io::Result<Vec<PeerAddr>> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -59,7 +59,7 @@ pub fn load(path: &Path) -> std::io::Result<Vec<PeerAddr>> {
 /// Saves `peers` at `path` atomically: a temporary file beside it, synced,
 /// then renamed over the old one, so a crash leaves the old list or the new
 /// one, never half of one.
-pub fn save(path: &Path, peers: &[PeerAddr]) -> std::io::Result<()> {
+pub(crate) fn save(path: &Path, peers: &[PeerAddr]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut text = String::with_capacity(peers.len() * 96);
     for p in peers.iter().take(MAX_KNOWN) {

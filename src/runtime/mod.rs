@@ -29,18 +29,21 @@ use std::time::Duration;
 use crossbeam::channel::{unbounded, Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
-pub use peer_book::PeerBook;
+use peer_book::PeerBook;
 use requests::ReqCmd;
 pub use requests::{Reply, RequestHandle, RequestResult};
 use streams::StreamCmd;
+
+// The server's settings, where the host's settings name them (the server
+// itself is internal).
+pub use crate::server::{Rate, RateLimits, ServerConfig};
 
 use crate::chain::ChainBackend;
 use crate::config::Config;
 use crate::crypto::NodeIdentity;
 use crate::net::{Net, NetConfig, NetError, NetHandle, StreamId, StreamInfo};
 use crate::request::{HealthStats, RmConfig};
-use crate::server::{Rate, RateLimits};
-use crate::server::{Server, ServerConfig};
+use crate::server::Server;
 use crate::stream::{DiscoveryState, PeerAddr, RemovalReason, StreamManagerConfig, StreamStats};
 use crate::wire::ProtocolId;
 
@@ -56,7 +59,7 @@ pub trait DiscoverySource: Send {
 /// node taking the first ones would make those the whole network's first
 /// peers, and so its busiest servers (seen in the simulator).
 #[derive(Clone, Debug, Default)]
-pub struct StaticPeers(pub Vec<PeerAddr>);
+pub(crate) struct StaticPeers(pub Vec<PeerAddr>);
 
 impl DiscoverySource for StaticPeers {
     fn discover(&mut self, count: usize) -> Vec<PeerAddr> {
@@ -156,7 +159,7 @@ pub struct HostStatus {
     pub active: usize,
     /// Active streams that count toward `InitStreams` (streams to boot
     /// peers only once nobody else is coming:
-    /// [`crate::stream::StreamManager::ready_streams`]).
+    /// `stream::StreamManager::ready_streams`).
     pub ready: usize,
     /// The active streams themselves.
     pub streams: Vec<StreamInfo>,

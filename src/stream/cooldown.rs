@@ -92,11 +92,13 @@ impl Cooldowns {
     }
 
     /// Peers remembered (at most `MAX_COOLDOWNS`).
+    #[cfg(any(test, feature = "testkit"))]
     pub fn len(&self) -> usize {
         self.peers.len()
     }
 
     /// Whether no peer is remembered.
+    #[cfg(feature = "testkit")]
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
     }
@@ -150,6 +152,7 @@ impl Cooldowns {
     }
 
     /// Failures currently counted against `peer`.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn failures(&mut self, cfg: &CooldownConfig, peer: &PeerId, now: Instant) -> u32 {
         match self.peers.get_mut(peer) {
             Some(r) => {

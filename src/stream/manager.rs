@@ -304,6 +304,7 @@ pub struct StreamStatus {
     /// `penalize_peer`), oldest first, at most [`RECENT_REMOVALS`].
     pub recent_removals: Vec<(PeerId, RemovalReason)>,
     /// Candidates waiting to be dialled (at most [`MAX_CANDIDATES`]).
+    #[cfg(any(test, feature = "testkit"))]
     pub candidates: usize,
 }
 
@@ -312,7 +313,7 @@ pub struct StreamStatus {
 /// process-global recorder (a simulator runs thousands of managers in one
 /// process). The `streams` driver publishes them under the guide's names;
 /// setup durations (a histogram) are drained with
-/// [`StreamManager::drain_setup_durations`].
+/// `StreamManager::drain_setup_durations`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StreamStats {
     /// `hmy_stream_added_streams`: streams activated.
@@ -521,6 +522,7 @@ impl StreamManager {
     }
 
     /// Number of active streams.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn active_count(&self) -> usize {
         self.active.len()
     }
@@ -547,6 +549,7 @@ impl StreamManager {
     }
 
     /// Number of reserve streams.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn reserved_count(&self) -> usize {
         self.reserved.len()
     }
@@ -557,6 +560,7 @@ impl StreamManager {
     }
 
     /// When `peer`'s cooldown ends, if it is cooling down.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn cooling_until(&self, peer: &PeerId, now: Instant) -> Option<Instant> {
         self.cooldowns.cooling_until(peer, now)
     }
@@ -574,6 +578,7 @@ impl StreamManager {
             removed_total: self.removed_total,
             serve_only: self.serve_only.len(),
             recent_removals: self.recent_removals.iter().copied().collect(),
+            #[cfg(any(test, feature = "testkit"))]
             candidates: self.candidates.len(),
         }
     }
@@ -597,6 +602,7 @@ impl StreamManager {
     }
 
     /// Whether `peer` has a stream kept only to serve it.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn is_serve_only(&self, peer: &PeerId) -> bool {
         self.serve_only.contains_key(peer)
     }

@@ -19,7 +19,6 @@ use alloy_rlp::{Bytes, RlpDecodable, RlpEncodable};
 use libp2p_core::{Multiaddr, SignedEnvelope};
 use libp2p_identity::PeerId;
 
-use super::manager::PeerAddr;
 use crate::crypto::NodeIdentity;
 use crate::net::{from_multiaddr, to_multiaddr};
 use crate::wire::ProtocolId;
@@ -182,16 +181,6 @@ impl RecordCache {
     /// The cached record of `peer`.
     pub fn get(&self, peer: &PeerId) -> Option<&PeerRecord> {
         self.records.get(peer)
-    }
-
-    /// Dialable addresses of `peer` (its first address).
-    pub fn peer_addr(&self, peer: &PeerId) -> Option<PeerAddr> {
-        self.records.get(peer).and_then(|r| {
-            r.addrs.first().map(|a| PeerAddr {
-                peer: r.peer,
-                addr: *a,
-            })
-        })
     }
 }
 

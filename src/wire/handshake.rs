@@ -45,7 +45,7 @@ pub struct PeerHello {
 /// Why a handshake payload was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeError {
-    /// Payload over [`MAX_HANDSHAKE_PAYLOAD`].
+    /// Payload over `MAX_HANDSHAKE_PAYLOAD`.
     #[error("handshake payload of {0} bytes is too large")]
     TooLarge(usize),
     /// Not decodable.

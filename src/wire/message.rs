@@ -28,8 +28,10 @@ pub mod msg_type {
     /// `GetPeers`.
     pub const GET_PEERS: u8 = 0x06;
     /// Reserved: `GetReceipts`.
+    #[cfg(test)]
     pub const RESERVED_GET_RECEIPTS: u8 = 0x07;
     /// Reserved: `GetStateRange`.
+    #[cfg(test)]
     pub const RESERVED_GET_STATE_RANGE: u8 = 0x08;
     /// `BlockNumber` response.
     pub const BLOCK_NUMBER: u8 = 0x41;

@@ -13,7 +13,7 @@
 //! `Noise_XX_25519_ChaChaPoly_BLAKE2s`, prologue empty. Every Noise message
 //! (handshake or transport) travels as `u16 BE length ‖ message`, at most
 //! 65535 bytes. The initiator (dialler) sends XX message 1 (no payload);
-//! the responder message 2 with its [`handshake`] payload; the initiator
+//! the responder message 2 with its `handshake` payload; the initiator
 //! message 3 with its payload. The payload (≤ 1024 bytes) carries the
 //! identity key (libp2p ed25519, protobuf), its 64-byte signature over
 //! `"streamsync-noise-static-key:" ‖` the sender's 32-byte Noise static
@@ -26,7 +26,7 @@
 //! (10 s).
 //!
 //! **Frames.** After the handshake both directions carry a byte stream of
-//! frames, `u32 BE length ‖ payload`, payload ≤ 16 MiB ([`MAX_FRAME_LEN`]).
+//! frames, `u32 BE length ‖ payload`, payload ≤ 16 MiB (`MAX_FRAME_LEN`).
 //! A length over the cap closes the stream as soon as its 4 bytes arrive.
 //! The frame stream is carried in Noise transport messages of at most 65519
 //! bytes of plaintext each (16-byte tag). Any chunking is valid: a frame
@@ -42,7 +42,7 @@
 //! (see `chain::types`); a `record` is a byte string wrapping a libp2p
 //! signed envelope (protobuf) whose payload is streamsync's own RLP
 //! `[peer_id, protocol_id, seq, [multiaddr, ...]]` (see
-//! [`crate::stream::record`]).
+//! `stream::record`).
 //!
 //! | type | message | RLP list after the type byte |
 //! | --- | --- | --- |
@@ -93,14 +93,23 @@
 //! requests, per stream 500 requests/s (burst 1000) and 128 MiB/s (burst
 //! 32 MiB), globally 5000 requests/s (burst 10000) and 512 MiB/s (burst
 //! 128 MiB), 64 strikes before a rate-limit violation
-//! ([`crate::server::RateLimits`]); item caps in [`limits`].
+//! ([`crate::runtime::RateLimits`]); item caps in [`limits`].
 
-pub mod frame;
+// Framing and the handshake payload: the transport's business; tests and
+// fuzz targets use them directly (test support).
+pub(crate) mod frame;
+#[cfg(feature = "testkit")]
 pub mod handshake;
+#[cfg(not(feature = "testkit"))]
+pub(crate) mod handshake;
 pub mod limits;
-pub mod message;
+mod message;
 mod protocol_id;
 
-pub use frame::{encode_frame, FrameDecoder, FrameError, MAX_FRAME_LEN};
+// Named by a closed stream's reason (`net::CloseReason`).
+pub use frame::FrameError;
+#[cfg(feature = "testkit")]
+pub use frame::{encode_frame, FrameDecoder, MAX_FRAME_LEN};
+pub use handshake::HandshakeError;
 pub use message::{ErrorCode, Message, Request, RequestId, Response, WireError};
 pub use protocol_id::{ProtocolId, ProtocolIdError, PROTOCOL_PREFIX, PROTOCOL_VERSION};
