@@ -36,6 +36,10 @@
 //! # }
 //! ```
 #![deny(missing_docs, missing_debug_implementations)]
+// A type the public API hands out must have a public path (and so a doc
+// page): modules kept internal without the `testkit` feature re-export what
+// the embedder's types name.
+#![deny(unnameable_types)]
 
 // Misbehaving backends and the junk-connection flood: attack code for
 // tests and `localnet --byzantine`, not for an embedder.
