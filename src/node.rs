@@ -38,7 +38,9 @@ use crate::chain::{BlockWithSig, ChainBackend, SealedBlock};
 use crate::config::Config;
 use crate::crypto::NodeIdentity;
 use crate::net::NetError;
-use crate::runtime::{DiscoverySource, Host, HostConfig, HostHandle, HostStatus};
+#[cfg(feature = "testkit")]
+use crate::runtime::HostHandle;
+use crate::runtime::{DiscoverySource, Host, HostConfig, HostStatus};
 use crate::store::LmdbStaging;
 use crate::stream::PeerAddr;
 pub use crate::sync::beacon::OfferError;
@@ -271,14 +273,22 @@ impl Node {
         }
     }
 
-    /// The host side (streams, requests).
+    /// The host side (streams, requests): tests and the simulator drive
+    /// it; an embedder reads [`Node::status`].
+    #[cfg(feature = "testkit")]
     pub fn host(&self) -> &Host {
         &self.host
     }
 
-    /// A handle to the host for other threads.
+    /// A handle to the host for other threads (test support).
+    #[cfg(feature = "testkit")]
     pub fn host_handle(&self) -> HostHandle {
         self.host.handle()
+    }
+
+    /// Blocks this node's server has sent peers since it started.
+    pub fn blocks_served(&self) -> u64 {
+        self.host.blocks_served()
     }
 
     /// Our dialable address.

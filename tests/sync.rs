@@ -38,6 +38,7 @@ fn two_node_sync_reaches_the_source_head_across_epochs() {
 /// `Client = false`: `Node::start` runs no sync thread (a wiring of the
 /// real node the simulator does not run), yet the node connects and
 /// serves.
+#[cfg(feature = "testkit")]
 #[test]
 fn client_false_node_serves_but_never_syncs() {
     let (genesis, _, blocks) = common::chain(common::spec(6, 100, 8), 1, 30);
@@ -167,7 +168,7 @@ fn staging_in_its_own_directory_spares_a_memory_chain_the_blocks_it_staged() {
     );
     assert_eq!(chain.head().expect("head").number, 200);
     assert_eq!(node.status().sync.staging, "lmdb");
-    let served = src.node.host().blocks_served();
+    let served = src.node.blocks_served();
     assert!(
         (1..=100).contains(&served),
         "the source served {served} blocks: the 50 above the staged ones (twice at most, with hedges), not the 150 staged"

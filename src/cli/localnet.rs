@@ -549,7 +549,7 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
     };
     #[cfg(feature = "testkit")]
     let flood = start_flood(a, &peers, say);
-    let served_before: Vec<u64> = peers.iter().map(|p| p.host().blocks_served()).collect();
+    let served_before: Vec<u64> = peers.iter().map(|p| p.blocks_served()).collect();
     let mut samples = Vec::new();
     let outcome = sync_once(
         a,
@@ -568,7 +568,7 @@ fn run_in(a: &Args, work: &std::path::Path, stop: &StopSignal) -> Result<(), Cli
         .zip(&served_before)
         .map(|((p, label), before)| localnet_plot::Served {
             label: label.clone(),
-            blocks: p.host().blocks_served().saturating_sub(*before),
+            blocks: p.blocks_served().saturating_sub(*before),
         })
         .collect();
     #[cfg(feature = "testkit")]

@@ -9,7 +9,7 @@ use streamsync::chain::{ChainBackend, GenesisSpec};
 use streamsync::crypto::hash::to_hex;
 use streamsync::crypto::NodeIdentity;
 use streamsync::metrics::MetricsServer;
-use streamsync::net::{from_multiaddr, to_multiaddr};
+use streamsync::net::from_multiaddr;
 use streamsync::node::{Node, NodeConfig};
 use streamsync::store::{LmdbStaging, Store, StoreOptions};
 use streamsync::stream::PeerAddr;
@@ -165,10 +165,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         identity.clone(),
         Some(LmdbStaging::new(store.clone())),
     )?);
-    println!(
-        "listening {}",
-        to_multiaddr(node.host().net().local_addr(), Some(identity.peer_id()))
-    );
+    println!("listening {}", node.peer_addr());
     let mut metrics_server = match (a.metrics, metrics_handle) {
         (Some(addr), Some(h)) => {
             let n = node.clone();

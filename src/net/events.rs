@@ -165,6 +165,7 @@ pub struct StreamClosed {
     /// The peer, if its handshake payload was verified.
     pub peer: Option<PeerId>,
     /// Whether the peer dialled us.
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     pub inbound: bool,
     /// The address dialled or connected from.
     pub addr: SocketAddr,

@@ -104,6 +104,7 @@ impl LinkShaper {
     }
 
     /// The profile this shaper applies.
+    #[cfg(feature = "testkit")]
     pub fn profile(&self) -> &LinkProfile {
         &self.profile
     }
@@ -113,6 +114,7 @@ impl LinkShaper {
     /// its own serialization time, latency, a jitter draw and, if the loss
     /// draw says so, one retransmission delay; never before the previous
     /// frame's release.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn release_at(&mut self, now: Instant, bytes: usize) -> Instant {
         self.schedule(now, bytes).1
     }

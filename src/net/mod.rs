@@ -3,12 +3,13 @@
 //!
 //! Owns: the listener, every connection, their Noise sessions and buffers.
 //! Runs on the `net` thread (`reactor`); everything else talks to it through
-//! [`NetHandle`] (commands over a crossbeam channel plus a mio `Waker`) and
-//! hears from it on two channels: [`NetEvent`]s (stream up/down, responses)
-//! and [`InboundRequest`]s (for the server pool). It never blocks: a full
+//! `NetHandle` (commands over a crossbeam channel plus a mio `Waker`) and
+//! hears from it on two channels: `NetEvent`s (stream up/down, responses)
+//! and `InboundRequest`s (for the server pool). It never blocks: a full
 //! server queue is answered `rate_limited` at once.
 
 pub(crate) mod events;
+mod handle;
 pub(crate) mod link;
 mod reactor;
 pub(crate) mod semaphore;
@@ -28,10 +29,26 @@ use libp2p_core::Multiaddr;
 use libp2p_identity::PeerId;
 use mio::{Interest, Poll, Waker};
 
-pub use events::{CloseReason, InboundRequest, NetEvent, StreamClosed, StreamId, StreamInfo};
-pub use link::{LinkProfile, LinkShaper};
+pub use events::{StreamId, StreamInfo};
+pub use link::LinkProfile;
+// The network thread and what it says are the host's internals: public
+// only to tests and the simulator.
+pub use events::CloseReason;
+#[cfg(feature = "testkit")]
+pub use events::{InboundRequest, NetEvent, StreamClosed};
+#[cfg(not(feature = "testkit"))]
+pub(crate) use events::{InboundRequest, NetEvent, StreamClosed};
+#[cfg(feature = "testkit")]
+pub use handle::{Net, NetHandle};
+#[cfg(not(feature = "testkit"))]
+pub(crate) use handle::{Net, NetHandle};
+#[cfg(feature = "testkit")]
+pub use link::LinkShaper;
 use reactor::{Command, Reactor, LISTENER, WAKER};
+#[cfg(feature = "testkit")]
 pub use semaphore::{WritePermit, WriteSemaphore, DEFAULT_WRITE_CONCURRENCY};
+#[cfg(not(feature = "testkit"))]
+pub(crate) use semaphore::{WriteSemaphore, DEFAULT_WRITE_CONCURRENCY};
 // Named by a closed stream's reason (`CloseReason::Session`).
 use session::LocalKeys;
 pub use session::SessionError;
@@ -133,158 +150,6 @@ pub enum NetError {
     /// The network thread has stopped.
     #[error("network thread stopped")]
     Stopped,
-}
-
-/// A cheap, cloneable handle to the network thread.
-#[derive(Clone)]
-pub struct NetHandle {
-    cmds: Sender<Command>,
-    waker: Arc<Waker>,
-    semaphore: WriteSemaphore,
-    local_addr: SocketAddr,
-    peer_id: PeerId,
-}
-
-impl std::fmt::Debug for NetHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetHandle")
-            .field("local_addr", &self.local_addr)
-            .field("peer_id", &self.peer_id)
-            .finish()
-    }
-}
-
-impl NetHandle {
-    fn command(&self, c: Command) -> Result<(), NetError> {
-        self.cmds.send(c).map_err(|_| NetError::Stopped)?;
-        self.waker.wake().map_err(NetError::Io)
-    }
-
-    /// Dials `addr`; if `expect` is given the stream opens only if the peer
-    /// authenticates as that `PeerId`. The outcome arrives as a
-    /// [`NetEvent::StreamUp`] or [`NetEvent::StreamDown`].
-    pub fn dial(&self, addr: SocketAddr, expect: Option<PeerId>) -> Result<(), NetError> {
-        self.command(Command::Dial { addr, expect })
-    }
-
-    /// Sends `msg` on `stream`, waiting for a write token first (back-pressure
-    /// when 32 frames wait for the network thread; the wait is on that
-    /// thread, never on a peer). Encoding happens on the caller's thread.
-    pub fn send(&self, stream: StreamId, msg: &Message) -> Result<(), NetError> {
-        let permit = self.semaphore.acquire();
-        self.command(Command::Send {
-            stream,
-            frame: msg.encode(),
-            permit: Some(permit),
-        })
-    }
-
-    /// Sends an already encoded message.
-    pub fn send_encoded(&self, stream: StreamId, frame: Vec<u8>) -> Result<(), NetError> {
-        let permit = self.semaphore.acquire();
-        self.command(Command::Send {
-            stream,
-            frame,
-            permit: Some(permit),
-        })
-    }
-
-    /// Closes `stream`, reporting `reason`.
-    pub fn close(&self, stream: StreamId, reason: CloseReason) -> Result<(), NetError> {
-        self.command(Command::Close { stream, reason })
-    }
-
-    /// The bound listen address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// This node's `PeerId`.
-    pub fn peer_id(&self) -> PeerId {
-        self.peer_id
-    }
-
-    /// This node's address as a Multiaddr `/ip4/…/tcp/…/p2p/…`.
-    pub fn multiaddr(&self) -> Multiaddr {
-        to_multiaddr(self.local_addr, Some(self.peer_id))
-    }
-
-    /// The write semaphore (for inspection).
-    pub fn write_semaphore(&self) -> &WriteSemaphore {
-        &self.semaphore
-    }
-}
-
-/// A running network thread. [`Net::shutdown`] (or drop) closes every
-/// stream and joins the thread.
-#[derive(Debug)]
-pub struct Net {
-    handle: NetHandle,
-    events: Receiver<NetEvent>,
-    requests: Receiver<InboundRequest>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Net {
-    /// Binds `cfg.listen` and starts the network thread.
-    pub fn start(cfg: NetConfig, identity: &NodeIdentity) -> Result<Net, NetError> {
-        let keys = LocalKeys::new(identity, cfg.protocol.clone())?;
-        let poll = Poll::new()?;
-        let mut listener = mio::net::TcpListener::bind(cfg.listen)?;
-        let local_addr = listener.local_addr()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let (cmd_tx, cmd_rx) = unbounded();
-        let (ev_tx, ev_rx) = unbounded();
-        let (req_tx, req_rx): (Sender<InboundRequest>, _) = bounded(cfg.request_queue.max(1));
-        let semaphore = WriteSemaphore::new(cfg.write_concurrency);
-        let reactor = Reactor::new(poll, listener, cfg, keys, cmd_rx, ev_tx, req_tx);
-        let thread = std::thread::Builder::new()
-            .name("net".into())
-            .spawn(move || reactor.run())?;
-        Ok(Net {
-            handle: NetHandle {
-                cmds: cmd_tx,
-                waker,
-                semaphore,
-                local_addr,
-                peer_id: identity.peer_id(),
-            },
-            events: ev_rx,
-            requests: req_rx,
-            thread: Some(thread),
-        })
-    }
-
-    /// A handle for other threads.
-    pub fn handle(&self) -> NetHandle {
-        self.handle.clone()
-    }
-
-    /// Stream events and responses.
-    pub fn events(&self) -> &Receiver<NetEvent> {
-        &self.events
-    }
-
-    /// Requests from peers, for the server.
-    pub fn requests(&self) -> &Receiver<InboundRequest> {
-        &self.requests
-    }
-
-    /// Closes every stream and joins the network thread.
-    pub fn shutdown(&mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = self.handle.command(Command::Shutdown);
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
 }
 
 /// `/ip4/A/tcp/P[/p2p/ID]` (or `/ip6/…`) for a socket address.

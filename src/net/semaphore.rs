@@ -53,6 +53,7 @@ impl WriteSemaphore {
     }
 
     /// A token if one is free now.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn try_acquire(&self) -> Option<WritePermit> {
         self.take.try_recv().ok().map(|_| WritePermit {
             give: self.give.clone(),
@@ -60,6 +61,7 @@ impl WriteSemaphore {
     }
 
     /// Tokens free now.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn available(&self) -> usize {
         self.take.len()
     }

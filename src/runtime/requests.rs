@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{bounded, select, Receiver, Sender};
+use crossbeam::channel::{select, Receiver, Sender};
 use parking_lot::RwLock;
 
 use super::streams::StreamCmd;
@@ -84,8 +84,9 @@ impl RequestHandle {
     }
 
     /// Submits `request`; the outcome arrives on the returned receiver.
+    #[cfg(feature = "testkit")]
     pub fn submit(&self, request: Request, opts: RequestOptions) -> Receiver<RequestResult> {
-        let (tx, rx) = bounded(1);
+        let (tx, rx) = crossbeam::channel::bounded(1);
         self.submit_with(
             request,
             opts,
@@ -97,6 +98,7 @@ impl RequestHandle {
     }
 
     /// Submits and waits for the outcome.
+    #[cfg(feature = "testkit")]
     pub fn do_request(&self, request: Request, opts: RequestOptions) -> RequestResult {
         self.submit(request, opts)
             .recv()

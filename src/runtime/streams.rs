@@ -47,6 +47,7 @@ pub(super) enum StreamCmd {
         result: RequestResult,
     },
     Throughput(Vec<(StreamId, f64)>),
+    #[cfg_attr(not(feature = "testkit"), allow(dead_code))]
     Subscribe(Sender<StreamEvent>),
     Shutdown,
 }
