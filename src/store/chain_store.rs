@@ -204,21 +204,11 @@ impl Store {
         if is_lmdb_dir(dir) {
             return same_chain(Store::open(dir, opts)?);
         }
-        if dir.exists() {
-            let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
+        if super::lock::holds_foreign_files(dir)? {
+            return Err(StoreError::NotOurs {
                 path: dir.to_path_buf(),
-                source,
-            })?;
-            // A lock file alone is what a creation that failed leaves.
-            let foreign = |e: std::io::Result<std::fs::DirEntry>| {
-                e.map_or(true, |e| e.file_name() != super::lock::LOCK_FILE)
-            };
-            if entries.into_iter().any(foreign) {
-                return Err(StoreError::NotOurs {
-                    path: dir.to_path_buf(),
-                    reason: "directory is not empty".into(),
-                });
-            }
+                reason: "directory is not empty".into(),
+            });
         }
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
@@ -594,7 +584,7 @@ struct AccountChange {
     before: alloy_rlp::Bytes,
 }
 
-fn del(txn: &mut RwTransaction<'_>, db: Database, k: &[u8]) -> Result<(), StoreError> {
+pub(super) fn del(txn: &mut RwTransaction<'_>, db: Database, k: &[u8]) -> Result<(), StoreError> {
     match txn.del(db, &k, None) {
         Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
         Err(source) => Err(StoreError::Lmdb { op: "del", source }),

@@ -64,6 +64,25 @@ impl DirLock {
     }
 }
 
+/// Whether `dir` holds anything besides its lock file: what a failed
+/// creation leaves is the lock file alone, and anything else is some other
+/// program's. An absent `dir` holds nothing.
+pub(crate) fn holds_foreign_files(dir: &Path) -> Result<bool, StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(entries
+        .into_iter()
+        .any(|e| e.map_or(true, |e| e.file_name() != LOCK_FILE)))
+}
+
 /// `flock(LOCK_EX | LOCK_NB)`: true if taken, false if another open holds it.
 #[cfg(unix)]
 fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {

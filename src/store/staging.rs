@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use lmdb::{Cursor, Database, RoTransaction, RwTransaction, Transaction};
 
-use super::chain_store::{put, Store, StoreOptions};
+use super::chain_store::{del, get_raw, put, Store, StoreOptions};
 use super::env::Env;
 use super::error::StoreError;
 use super::lock::DirLock;
@@ -114,17 +114,8 @@ impl LmdbStaging {
             path: dir.to_path_buf(),
             reason: reason.into(),
         };
-        if !existed {
-            let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-            let foreign = |e: std::io::Result<std::fs::DirEntry>| {
-                e.map_or(true, |e| e.file_name() != super::lock::LOCK_FILE)
-            };
-            if entries.into_iter().any(foreign) {
-                return Err(not_ours("directory is not empty"));
-            }
+        if !existed && super::lock::holds_foreign_files(dir)? {
+            return Err(not_ours("directory is not empty"));
         }
         let env = Env::open(dir, opts, 4)?;
         if existed {
@@ -133,11 +124,7 @@ impl LmdbStaging {
             let meta = env
                 .existing_table(STAGING_META)?
                 .ok_or_else(|| not_ours("no streamsync staging marker"))?;
-            let magic = env.read(|txn| match txn.get(meta, &STAGING_MAGIC.0) {
-                Ok(v) => Ok(Some(v.to_vec())),
-                Err(lmdb::Error::NotFound) => Ok(None),
-                Err(source) => Err(StoreError::Lmdb { op: "get", source }),
-            })?;
+            let magic = env.read(|txn| get_raw(txn, meta, STAGING_MAGIC.0))?;
             if magic.as_deref() != Some(STAGING_MAGIC.1) {
                 return Err(not_ours("not a streamsync staging directory"));
             }
@@ -190,11 +177,8 @@ impl LmdbStaging {
     /// committed (States).
     pub fn progress(&self, stage: StageId) -> Result<u64, StoreError> {
         let db = self.inner.progress;
-        self.read(|txn| match txn.get(db, &stage.name().as_bytes()) {
-            Ok(v) => Ok(from_be(v).unwrap_or(0)),
-            Err(lmdb::Error::NotFound) => Ok(0),
-            Err(source) => Err(StoreError::Lmdb { op: "get", source }),
-        })
+        let v = self.read(|txn| get_raw(txn, db, stage.name().as_bytes()))?;
+        Ok(v.and_then(|v| from_be(&v)).unwrap_or(0))
     }
 
     /// Writes `w` in one transaction.
@@ -294,10 +278,7 @@ impl LmdbStaging {
                     keys
                 };
                 for k in keys {
-                    match txn.del(db, &k, None) {
-                        Ok(()) | Err(lmdb::Error::NotFound) => {}
-                        Err(source) => return Err(StoreError::Lmdb { op: "del", source }),
-                    }
+                    del(txn, db, &k)?;
                 }
             }
             Ok(())
@@ -315,10 +296,7 @@ impl LmdbStaging {
                     .map_err(StoreError::lmdb("clear staging"))?;
             }
             for stage in [StageId::BlockHashes, StageId::BlockBodies] {
-                match txn.del(progress, &stage.name().as_bytes(), None) {
-                    Ok(()) | Err(lmdb::Error::NotFound) => {}
-                    Err(source) => return Err(StoreError::Lmdb { op: "del", source }),
-                }
+                del(txn, progress, stage.name().as_bytes())?;
             }
             Ok(())
         })
