@@ -444,3 +444,37 @@ fn the_store_executes_each_inserted_block_through_its_executor() {
     );
     assert_eq!(store.block_by_number(7).expect("read"), None);
 }
+
+/// An executor that reports a failed state read when none failed broke
+/// its contract: the store refuses the batch as a local fault (a storage
+/// error the sync blames nobody for), not as an invalid block.
+#[test]
+fn an_executor_that_breaks_its_contract_is_a_local_fault_not_an_invalid_block() {
+    use streamsync::chain::executor::{ExecFailure, Unreadable};
+    use streamsync::chain::state::StateDiff;
+    use streamsync::chain::{Account, Address, BackendError, Block, Executor, Header};
+
+    #[derive(Debug)]
+    struct Liar;
+    impl Executor for Liar {
+        fn execute(
+            &self,
+            _: &Block,
+            _: &Header,
+            _: &mut dyn FnMut(&Address) -> Result<Option<Account>, Unreadable>,
+        ) -> Result<StateDiff, ExecFailure> {
+            Err(ExecFailure::Unreadable)
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (genesis, _, blocks) = common::chain(common::spec(1, 10, 4), 3, 2);
+    let store = Store::open_or_create(dir.path(), &genesis, opts())
+        .expect("create")
+        .with_executor(Arc::new(Liar));
+    let err = store
+        .insert_verified_batch(&InsertBatch::seal(blocks, vec![]))
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Storage(_)), "{err}");
+    assert_eq!(store.head().expect("head").number, 0);
+}

@@ -158,6 +158,9 @@ pub enum ApplyError<E> {
     Invalid(super::error::VerifyError),
     /// Reading an account failed (a local fault).
     Read(E),
+    /// The executor broke its contract (a local fault: the block is not
+    /// blamed).
+    Executor(String),
 }
 
 /// A block executed on its parent's state.
@@ -227,11 +230,11 @@ pub fn execute_block<E: std::fmt::Display>(
                 reason,
             }))
         }
+        // No read failed: the executor itself is wrong, not the block.
         (Err(ExecFailure::Unreadable), None) => {
-            return Err(ApplyError::Invalid(VerifyError::Execution {
-                number: n,
-                reason: "the executor reported a failed read that did not happen".into(),
-            }))
+            return Err(ApplyError::Executor(format!(
+                "block {n}: reported a failed state read that did not happen"
+            )))
         }
     };
     Ok(Applied { diff, before })

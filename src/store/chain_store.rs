@@ -333,6 +333,7 @@ impl Store {
                         }
                         ApplyError::Invalid(v) => StoreError::Invalid(v),
                         ApplyError::Read(se) => se,
+                        ApplyError::Executor(why) => StoreError::Executor(why),
                     })?;
                 let before: Vec<AccountChange> = applied
                     .before

@@ -71,6 +71,10 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The store's executor broke its contract (a local fault, no
+    /// block's): nothing was written.
+    #[error("executor: {0}")]
+    Executor(String),
     /// A block of the batch failed execution: nothing was written.
     #[error("batch rejected: {0}")]
     Invalid(#[from] VerifyError),

@@ -178,6 +178,7 @@ impl ChainBackend for MemChain {
                 }
                 ApplyError::Invalid(v) => BackendError::Invalid(v),
                 ApplyError::Read(never) => match never {},
+                ApplyError::Executor(why) => BackendError::Storage(why),
             })?;
             let (diff, before) = (applied.diff, applied.before);
             overlay.extend(diff);
