@@ -78,22 +78,25 @@ fn offered_blocks_reach_the_store_through_the_node_api() {
     let mut cfg = NodeConfig::new(config, "127.0.0.1:0".parse().expect("addr"));
     cfg.boot = vec![src.node.peer_addr()];
     cfg.sync = Some(settings);
+    let (backend, commits) = common::watched::Watched::reporting_commits(store.clone());
     let node = Node::start(
         cfg,
-        store.clone(),
+        backend,
         NodeIdentity::generate(),
         Some(streamsync::LmdbStaging::new(store.clone())),
     )
     .expect("node");
+    // Each commit reports the new head: wait for one at or past `n`.
     let head_reaches = |n: u64| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::time::Instant::now() < deadline {
-            if store.head().expect("head").number >= n {
-                return true;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match commits.recv_timeout(left) {
+                Ok(head) if head >= n => return true,
+                Ok(_) => {}
+                Err(_) => return false,
             }
-            std::thread::park_timeout(Duration::from_millis(20));
         }
-        false
     };
     assert!(head_reaches(30), "did not sync to the peer's head");
     assert_eq!(node.offer_block(blocks[31].clone()), Ok(()));
@@ -103,6 +106,13 @@ fn offered_blocks_reach_the_store_through_the_node_api() {
         store.hash_by_number(32).expect("read"),
         Some(blocks[31].block.hash())
     );
+    // The status follows a commit once the sync thread has taken the
+    // writer's result: a moment after the head is readable. Node exposes
+    // no status event, so wait for the count with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.status().sync.beacon_inserted < 2 && std::time::Instant::now() < deadline {
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
     assert_eq!(node.status().sync.beacon_inserted, 2);
     assert!(matches!(
         node.offer_block(blocks[4].clone()),

@@ -27,6 +27,8 @@ pub struct Watched {
     /// (number, hash) of every block committed through it.
     pub committed: Mutex<Vec<(u64, B256)>>,
     on_insert: Option<OnInsert>,
+    /// Gets the new head after each commit, once it is readable.
+    on_commit: Option<Mutex<std::sync::mpsc::Sender<u64>>>,
 }
 
 impl Watched {
@@ -44,7 +46,27 @@ impl Watched {
             hashes_asked: Mutex::default(),
             committed: Mutex::default(),
             on_insert: hook,
+            on_commit: None,
         })
+    }
+
+    /// Records `inner`'s traffic and sends the new head's number after
+    /// every commit: a test waits on the receiver instead of polling.
+    pub fn reporting_commits(
+        inner: Arc<dyn ChainBackend>,
+    ) -> (Arc<Self>, std::sync::mpsc::Receiver<u64>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut w = Watched {
+            inner,
+            served: Mutex::default(),
+            served_by_hash: Mutex::default(),
+            hashes_asked: Mutex::default(),
+            committed: Mutex::default(),
+            on_insert: None,
+            on_commit: None,
+        };
+        w.on_commit = Some(Mutex::new(tx));
+        (Arc::new(w), rx)
     }
 
     /// Forgets what was recorded so far.
@@ -90,6 +112,9 @@ impl ChainBackend for Watched {
         self.committed
             .lock()
             .extend(batch.blocks.iter().map(|b| (b.number(), b.hash)));
+        if let Some(tx) = &self.on_commit {
+            let _ = tx.lock().send(head.number);
+        }
         Ok(head)
     }
     fn unwind_to(&self, number: u64) -> Result<HeadInfo, BackendError> {
