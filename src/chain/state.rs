@@ -201,24 +201,21 @@ pub fn execute_block<E: std::fmt::Display>(
             ),
         }));
     }
-    // Each account read is recorded with its value before the block (an
-    // executor may read one twice: the first read is the "before"), and a
-    // failed read keeps the store's own error.
+    // Each account read is recorded with its value before the block, what
+    // unwinding restores. `read` answers the state after the parent, never
+    // this block's own changes, so an account an executor reads twice is
+    // recorded twice with the same value: harmless to restore twice.
+    // A failed read keeps the store's own error.
     let mut before: Vec<(Address, Option<Account>)> = Vec::new();
     let mut failed: Option<E> = None;
-    let result = executor.execute(block, parent, &mut |a: &Address| {
-        if let Some((_, acct)) = before.iter().find(|(x, _)| x == a) {
-            return Ok(*acct);
+    let result = executor.execute(block, parent, &mut |a: &Address| match read(a) {
+        Ok(acct) => {
+            before.push((*a, acct));
+            Ok(acct)
         }
-        match read(a) {
-            Ok(acct) => {
-                before.push((*a, acct));
-                Ok(acct)
-            }
-            Err(e) => {
-                failed = Some(e);
-                Err(Unreadable)
-            }
+        Err(e) => {
+            failed = Some(e);
+            Err(Unreadable)
         }
     });
     let diff = match (result, failed) {
